@@ -1,0 +1,221 @@
+"""The IXPE verbs as plain functions: simulate, reconstruct (evaluate lives in evaluate.py).
+
+The command line (``astroreco ixpe ...``) is a thin wrapper over these functions; notebooks
+and tests call them directly with the same keyword arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from astroreco.detectors.ixpe import moments as moments_mod
+from astroreco.detectors.ixpe.simulate import (TRUTH_FIELDS, EnergySpectrum, GpdConfig,
+                                               GpdSimulator, SourceConfig, TrackBatch,
+                                               config_dict)
+from astroreco.errors import InputError
+from astroreco.io.store import (Column, EventFile, EventSchema, EventWriter, columns,
+                                write_reconstruction)
+from astroreco.progress import progress_bar
+
+#: what an IXPE event file holds
+EVENT_SCHEMA = EventSchema(
+    detector="ixpe",
+    hits=columns([("col", "i2", "", "pixel column"), ("row", "i2", "", "pixel row"),
+                  ("charge", "f4", "e-", "pixel charge after noise and zero suppression")]),
+    per_event=(Column("window", "i2", "", "read-out window (min_col, max_col, min_row, max_row)",
+                      (4,)),),
+    truth=columns(TRUTH_FIELDS),
+)
+
+#: reconstruction methods known to ``reconstruct`` (the neural one arrives with its model)
+METHODS = ("moments",)
+
+
+def available_methods() -> list[str]:
+    """Methods ``reconstruct`` can run here (the neural one needs its shipped model)."""
+    return list(METHODS)
+
+
+@functools.lru_cache(maxsize=4)
+def _simulator(config: GpdConfig) -> GpdSimulator:
+    return GpdSimulator(config)
+
+
+def _simulate_chunk(config: GpdConfig, source: SourceConfig, first: int, n: int, seed: int,
+                    n_threads=None) -> TrackBatch:
+    """One shard of a run (a module-level function so that dask workers can run it)."""
+    return _simulator(config).simulate(source, n, seed=seed, first=first, n_threads=n_threads)
+
+
+def simulate(out, *, n_events: int, energy="4", polarization_degree: float = 0.0,
+             polarization_angle_deg: float = 0.0, seed: int = 0, spot_radius_mm: float = 1.0,
+             detector: GpdConfig | None = None, spectrum: EnergySpectrum | None = None,
+             workers: int = 1, scheduler: str | None = None, chunk_size: int = 50_000,
+             overwrite: bool = False, progress: bool = True) -> dict:
+    """Simulate IXPE photoelectron tracks into an HDF5 event file.
+
+    Parameters
+    ----------
+    out : path-like
+        Event file to write (HDF5, written atomically).
+    n_events : int
+        Photons to simulate; events that do not trigger are not stored.
+    energy : str or float
+        ``4`` (fixed, keV) or ``"2:8"`` (uniform); ignored when ``spectrum`` is given.
+    polarization_degree : float
+        In [0, 1].
+    polarization_angle_deg : float
+        Counter-clockwise from the detector x axis (degrees).
+    seed : int
+        Run seed: event k is drawn from stream (seed, k), so the output does not depend on
+        ``workers`` or ``chunk_size``.
+    workers : int
+        1: this process (threads over the CPUs).  N > 1: a dask LocalCluster of N processes.
+    scheduler : str, optional
+        Address of a running dask scheduler (a real cluster); overrides ``workers``.
+
+    Returns
+    -------
+    dict
+        Summary: file, events stored, events simulated, trigger efficiency.
+    """
+    if n_events <= 0:
+        raise InputError(f"--n-events: expected a positive number, got {n_events}")
+    if chunk_size <= 0:
+        raise InputError(f"--chunk-size: expected a positive number, got {chunk_size}")
+    if seed < 0:
+        raise InputError(f"--seed: expected >= 0, got {seed}")
+    spectrum = spectrum or EnergySpectrum.parse(energy)
+    source = SourceConfig(spectrum, float(polarization_degree),
+                          float(np.radians(polarization_angle_deg)),
+                          spot_radius_mm=float(spot_radius_mm))
+    detector = detector or GpdConfig()
+    chunks = [(s, min(chunk_size, n_events - s)) for s in range(0, n_events, chunk_size)]
+    meta = config_dict(detector, source, n_events, seed)
+    with EventWriter(out, EVENT_SCHEMA, config=meta, overwrite=overwrite) as writer, \
+            progress_bar(f"simulating {n_events} tracks", total=n_events,
+                         enabled=progress) as bar:
+        for batch in _run_chunks(detector, source, chunks, seed, workers, scheduler):
+            writer.append(batch.offsets, hits={"col": batch.col, "row": batch.row,
+                                               "charge": batch.charge},
+                          per_event={"window": batch.window}, truth=batch.truth,
+                          n_simulated=batch.n_simulated)
+            bar.advance(batch.n_simulated)
+        stored = writer.n_events
+    return {"file": str(out), "n_stored": stored, "n_simulated": n_events,
+            "trigger_efficiency": stored / n_events}
+
+
+def _run_chunks(detector, source, chunks, seed, workers, scheduler):
+    """Yield the chunks' batches in order, locally or on a dask cluster."""
+    if scheduler is None and workers <= 1:
+        for first, n in chunks:
+            yield _simulate_chunk(detector, source, first, n, seed)
+        return
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        futures = [client.submit(_simulate_chunk, detector, source, first, n, seed, 1,
+                                 pure=False) for first, n in chunks]
+        for fut in futures:  # in order: the file does not depend on which finishes first
+            yield fut.result()
+            fut.release()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def read_tracks(path, start=0, stop=None) -> tuple[np.ndarray, dict]:
+    """Ragged pixels of an IXPE event file: (offsets, {col, row, charge})."""
+    with EventFile(path, EVENT_SCHEMA) as ef:
+        return ef.hits(start, stop)
+
+
+def reconstruct(events, *, method: str = "moments", fits=None, overwrite: bool = False,
+                chunk_size: int = 200_000, progress: bool = True) -> dict:
+    """Reconstruct every event of ``events`` and store the result under ``/reco/<method>``.
+
+    Parameters
+    ----------
+    events : path-like
+        IXPE event file (from :func:`simulate`, or converted data).
+    method : str
+        ``moments`` (the classical reconstruction).
+    fits : path-like, optional
+        Also write an IXPE Level-2 event file (FITS) readable by ixpeobssim's ``xpbin``.
+    overwrite : bool
+        Replace an existing FITS file.  A reconstruction stored under the same method name
+        is always replaced (re-running a reconstruction updates it).
+
+    Returns
+    -------
+    dict
+        Summary: method, events, counts per status flag.
+    """
+    if method not in METHODS:
+        raise InputError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    with EventFile(events, EVENT_SCHEMA) as ef:
+        n = ef.n_events
+        config = ef.config
+        parts = []
+        with progress_bar(f"{method}: reconstructing {n} tracks", total=n,
+                          enabled=progress) as bar:
+            for s, e in ef.iter_chunks(chunk_size):
+                offsets, hits = ef.hits(s, e)
+                parts.append(moments_mod.moments_analysis(offsets, hits["col"], hits["row"],
+                                                          hits["charge"]))
+                bar.advance(e - s)
+    table = {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
+             for k in (f[0] for f in moments_mod.OUTPUT_FIELDS)}
+    table["energy_kev"] = charge_to_energy(table["pha"], config)
+    write_reconstruction(events, method, table, fields=moments_mod.OUTPUT_FIELDS + (
+        ("energy_kev", "f4", "keV", "energy from the cluster charge (nominal gain)"),),
+        config={"method": method, "config": moments_mod.MomentsConfig().__dict__},
+        overwrite=True)
+    if fits is not None:
+        write_fits(events, fits, method=method, overwrite=overwrite)
+    status = table["status"]
+    return {"method": method, "n_events": int(n), "file": str(events),
+            "status_counts": {name: int(np.count_nonzero(status & bit))
+                              for bit, name in moments_mod.STATUS_BITS.items()},
+            "fits": None if fits is None else str(fits)}
+
+
+def charge_to_energy(pha, config: dict) -> np.ndarray:
+    """Energy (keV) from the summed charge with the nominal gain of the simulated detector."""
+    det = GpdConfig(**config.get("detector", {})) if config else GpdConfig()
+    w_ev = det.gas().w_ev
+    return (np.asarray(pha, dtype=np.float64) * w_ev * 1e-3 / det.gem_gain).astype(np.float32)
+
+
+def write_fits(events, fits, *, method="moments", overwrite=False):
+    """Write the ``method`` reconstruction of ``events`` as an IXPE Level-2 FITS file."""
+    from astroreco.detectors.ixpe.level2 import write_level2
+
+    with EventFile(events, EVENT_SCHEMA) as ef:
+        r = ef.reco(method)
+    ok = np.isfinite(r["phi"]) & (r["energy_kev"] > 0) & (r["energy_kev"] < 15)
+    write_level2(fits, phi=r["phi"][ok], energy_kev=r["energy_kev"][ok], x_mm=r["x_mm"][ok],
+                 y_mm=r["y_mm"][ok], w_mom=r["w_mom"][ok], status=r["status"][ok].astype(int),
+                 overwrite=overwrite)
+    return Path(fits)
+
+
+def describe(path) -> str:
+    """One screen of what an event file holds."""
+    with EventFile(path) as ef:
+        return json.dumps({"file": str(path), "detector": ef.detector, "n_events": ef.n_events,
+                           "n_simulated": ef.n_simulated, "methods": ef.methods,
+                           "config": ef.config}, indent=2)

@@ -1,0 +1,722 @@
+"""Event-by-event Stokes analysis of photoelectron emission angles.
+
+The conventions follow Kislat et al. (2015), Astropart. Phys. 68, 45 and ixpeobssim.  All
+angles are in radians.  An event with emission angle ``phi`` carries the Stokes parameters
+
+.. math::
+
+    Q_i = 2 \\cos 2\\phi_i / \\mu_i, \\qquad U_i = 2 \\sin 2\\phi_i / \\mu_i,
+
+where ``mu_i`` is the modulation factor (dimensionless, in (0, 1]); without a modulation
+factor the division is skipped, which is the same as ``mu = 1``.  With per-event weights
+``w_i`` (default 1)
+
+.. math::
+
+    I = \\sum w_i, \\quad W_2 = \\sum w_i^2, \\quad Q = \\sum w_i Q_i, \\quad
+    U = \\sum w_i U_i, \\quad q = Q / I, \\quad u = U / I,
+
+    \\mathrm{PD} = \\sqrt{q^2 + u^2}, \\quad \\mathrm{PA} = \\tfrac12 \\operatorname{atan2}(U, Q),
+    \\quad N_\\mathrm{eff} = I^2 / W_2 .
+
+For a sample drawn from the modulation curve ``1 + m cos(2(phi - phi0))`` one has
+``E[2 cos 2 phi] = m cos 2 phi0``, so the undivided (``mu = None``) PD estimates the modulation
+amplitude ``m`` and the divided one estimates the polarization degree ``m / mu``.
+
+Per-event modulation factors and weights enter the error formulas through one *effective*
+modulation factor, the weighted root-mean-square of ``1 / mu_i``:
+
+.. math::
+
+    \\mu_\\mathrm{eff}^{-2} = \\sum w_i^2 \\mu_i^{-2} \\Big/ \\sum w_i^2 ,
+
+which is exact for the variance of ``q`` and ``u`` (``Var Q_i = 2/mu_i^2 - q^2``) and reduces
+to ``mu`` for a scalar modulation factor and to 1 without one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, special
+
+from astroreco.errors import InputError
+
+__all__ = [
+    "MDP99_FACTOR",
+    "ModulationFit",
+    "ModulationResult",
+    "PolarizationResult",
+    "epsilon_10",
+    "epsilon_within",
+    "expected_modulation",
+    "fit_modulation_curve",
+    "mdp99",
+    "modulation_factor",
+    "polarization",
+    "sample_modulated_angles",
+    "spurious_modulation",
+    "stokes",
+]
+
+#: ``sqrt(-4 ln 0.01)`` rounded as in the literature: the 99% confidence MDP coefficient.
+MDP99_FACTOR = 4.29
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------
+
+def _angles(phi, name="phi"):
+    """``phi`` as a flat float64 array; non-empty and finite."""
+    arr = np.asarray(phi, dtype=np.float64).ravel()
+    if arr.size == 0:
+        raise InputError(f"{name}: expected at least one angle, got an empty array")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise InputError(f"{name}: expected finite angles in radians, got {bad} NaN/inf value(s)")
+    return arr
+
+
+def _modulation_factors(mu, n):
+    """``mu`` as a float or a float64 array of length ``n``; every value in (0, 1]."""
+    if mu is None:
+        return None
+    arr = np.asarray(mu, dtype=np.float64)
+    if arr.ndim == 0:
+        value = float(arr)
+        if not 0.0 < value <= 1.0:
+            raise InputError(f"mu: expected a modulation factor in (0, 1], got {value}")
+        return value
+    arr = arr.ravel()
+    if arr.size != n:
+        raise InputError(f"mu: expected a scalar or {n} per-event values, got {arr.size}")
+    ok = (arr > 0.0) & (arr <= 1.0)  # False for NaN too
+    if not np.all(ok):
+        bad = int(np.count_nonzero(~ok))
+        raise InputError(f"mu: expected modulation factors in (0, 1], got {bad} value(s) outside")
+    return arr
+
+
+def _weights(weights, shape):
+    """``weights`` as a flat float64 array (ones when None) of the angles' ``shape``.
+
+    ``shape`` may be an int (a flat array of that length).  Finite, >= 0, with a positive sum.
+    """
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    n = math.prod(shape)
+    if weights is None:
+        return np.ones(n)
+    arr = np.asarray(weights, dtype=np.float64)
+    if arr.shape != shape:
+        raise InputError(f"weights: expected shape {shape}, one per angle, got {arr.shape}")
+    arr = arr.ravel()
+    if not np.all(np.isfinite(arr)):
+        raise InputError("weights: expected finite values, got NaN/inf")
+    if np.any(arr < 0.0):
+        bad = int(np.count_nonzero(arr < 0.0))
+        raise InputError(f"weights: expected non-negative values, got {bad} negative value(s)")
+    if not arr.sum() > 0.0:
+        raise InputError("weights: expected a positive sum, got all zero weights")
+    return arr
+
+
+def _wrap_half_pi(angle):
+    """Wrap angles (radians) to ``(-pi/2, pi/2]``: the period of a polarization direction."""
+    return 0.5 * np.pi - np.mod(0.5 * np.pi - np.asarray(angle, dtype=np.float64), np.pi)
+
+
+def _ratio(num, den):
+    """``num / den`` as a float, ``inf`` where ``den`` is zero (no warning)."""
+    if den <= 0.0:
+        return math.inf
+    return num / den
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PolarizationResult:
+    """Outcome of :func:`polarization`.
+
+    Attributes
+    ----------
+    n : int
+        Number of events.
+    i, w2 : float
+        ``I = sum w`` and ``W2 = sum w^2``.
+    n_eff : float
+        Effective number of events ``I^2 / W2``.
+    q, u : float
+        Normalised Stokes parameters ``Q/I`` and ``U/I`` (dimensionless).
+    q_err, u_err : float
+        Their 1-sigma errors from the sample, ``sqrt(sum w^2 (Q_i - q)^2) / I``.
+    pd, pd_err : float
+        Polarization degree ``sqrt(q^2 + u^2)`` (a fraction, not percent) and its error.
+    pa, pa_err : float
+        Polarization angle ``atan2(U, Q) / 2`` in ``(-pi/2, pi/2]`` radians and its error.
+    mdp99 : float
+        Minimum detectable polarization at 99% confidence (fraction).
+    """
+
+    n: int
+    i: float
+    w2: float
+    n_eff: float
+    q: float
+    u: float
+    q_err: float
+    u_err: float
+    pd: float
+    pd_err: float
+    pa: float
+    pa_err: float
+    mdp99: float
+
+    def to_dict(self) -> dict:
+        """The fields as plain Python numbers (``n`` an int, the rest floats), for JSON."""
+        out = {name: float(getattr(self, name)) for name in self.__dataclass_fields__}
+        out["n"] = int(self.n)
+        return out
+
+
+@dataclass(frozen=True)
+class ModulationResult:
+    """Outcome of :func:`modulation_factor`.
+
+    Attributes
+    ----------
+    mu, mu_err : float
+        Modulation factor ``sqrt(Q^2 + U^2) / I`` of undivided Stokes parameters and its error.
+    phi0, phi0_err : float
+        Phase ``atan2(U, Q) / 2`` in ``(-pi/2, pi/2]`` radians and its error.
+    n : int
+        Number of events.
+    n_eff : float
+        Effective number of events ``I^2 / W2``.
+    """
+
+    mu: float
+    mu_err: float
+    phi0: float
+    phi0_err: float
+    n: int
+    n_eff: float
+
+    def to_dict(self) -> dict:
+        """The fields as plain Python numbers, for JSON."""
+        out = {name: float(getattr(self, name)) for name in self.__dataclass_fields__}
+        out["n"] = int(self.n)
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class ModulationFit:
+    """Outcome of :func:`fit_modulation_curve`.
+
+    Attributes
+    ----------
+    a, a_err, b, b_err : float
+        Fitted ``A`` and ``B`` of ``A + B cos^2(phi - phi0)`` (counts, or summed weights, per
+        bin) and their errors.
+    phi0, phi0_err : float
+        Fitted phase in ``(-pi/2, pi/2]`` radians and its error.
+    mu, mu_err : float
+        Modulation ``B / (2A + B)`` and its error propagated from the fit covariance.
+    chi2 : float
+        Chi-square of the fit.
+    ndof : int
+        Degrees of freedom, ``n_bins - 3``.
+    bin_edges : numpy.ndarray
+        ``n_bins + 1`` edges over ``[-pi, pi]`` (radians).
+    counts, count_errors : numpy.ndarray
+        Histogram contents and the errors used in the fit.
+    """
+
+    a: float
+    a_err: float
+    b: float
+    b_err: float
+    phi0: float
+    phi0_err: float
+    mu: float
+    mu_err: float
+    chi2: float
+    ndof: int
+    bin_edges: np.ndarray
+    counts: np.ndarray
+    count_errors: np.ndarray
+
+    def model(self, phi):
+        """The fitted curve ``A + B cos^2(phi - phi0)`` at angles ``phi`` (radians)."""
+        phi = np.asarray(phi, dtype=np.float64)
+        return self.a + self.b * np.cos(phi - self.phi0) ** 2
+
+    def to_dict(self, include_histogram: bool = False) -> dict:
+        """The scalar results as plain Python numbers; the histogram as lists on request."""
+        names = ("a", "a_err", "b", "b_err", "phi0", "phi0_err", "mu", "mu_err", "chi2")
+        out = {name: float(getattr(self, name)) for name in names}
+        out["ndof"] = int(self.ndof)
+        if include_histogram:
+            out["bin_edges"] = [float(x) for x in self.bin_edges]
+            out["counts"] = [float(x) for x in self.counts]
+            out["count_errors"] = [float(x) for x in self.count_errors]
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Stokes analysis
+# --------------------------------------------------------------------------------------------
+
+def stokes(phi, mu=None):
+    """Per-event Stokes parameters of emission angles.
+
+    .. math:: q_i = 2 \\cos 2\\phi_i / \\mu, \\qquad u_i = 2 \\sin 2\\phi_i / \\mu
+
+    Parameters
+    ----------
+    phi : array_like
+        Emission angles in radians.
+    mu : float or array_like, optional
+        Modulation factor in (0, 1], scalar or one per event.  Without it the Stokes
+        parameters are not divided (``mu = 1``).
+
+    Returns
+    -------
+    q_i, u_i : numpy.ndarray
+        Flat float64 arrays, dimensionless.
+
+    Raises
+    ------
+    InputError
+        Empty or non-finite ``phi``; ``mu`` outside (0, 1] or of the wrong length.
+    """
+    phi = _angles(phi)
+    mu = _modulation_factors(mu, phi.size)
+    q_i = 2.0 * np.cos(2.0 * phi)
+    u_i = 2.0 * np.sin(2.0 * phi)
+    if mu is not None:
+        q_i = q_i / mu
+        u_i = u_i / mu
+    return q_i, u_i
+
+
+def _mdp_from_sums(w, mu):
+    """``4.29 sqrt(sum w^2 / mu^2) / sum w`` (``mu`` None, scalar or per-event)."""
+    i = float(w.sum())
+    if mu is None:
+        s2 = float(np.sum(w * w))
+    else:
+        s2 = float(np.sum((w / mu) ** 2))
+    return MDP99_FACTOR * math.sqrt(s2) / i
+
+
+def polarization(phi, *, mu=None, weights=None) -> PolarizationResult:
+    """Polarization degree and angle of a sample of emission angles, with errors.
+
+    With ``Q_i, U_i`` from :func:`stokes` and weights ``w`` (default 1)::
+
+        I = sum w,  W2 = sum w^2,  q = sum w Q_i / I,  u = sum w U_i / I
+        PD = sqrt(q^2 + u^2),  PA = atan2(U, Q) / 2,  N_eff = I^2 / W2
+
+    Errors (Kislat et al. 2015, eq. 31-34, generalised to weights)::
+
+        sigma_q = sqrt(sum w^2 (Q_i - q)^2) / I        (likewise sigma_u)
+        sigma_PD = sqrt((2 - PD^2 mu_eff^2) / ((N_eff - 1) mu_eff^2))
+        sigma_PA = sigma_PD / (2 PD)                    (radians)
+        MDP99 = 4.29 sqrt(W2) / (mu_eff I) = 4.29 / (mu_eff sqrt(N_eff))
+
+    ``mu_eff`` is ``mu`` for a scalar modulation factor, the weighted rms
+    ``sqrt(sum w^2 / sum w^2 mu_i^-2)`` for per-event ones, and 1 without one; the Stokes
+    parameters are then undivided, ``PD`` is the modulation amplitude and ``MDP99`` the
+    minimum detectable amplitude.  ``2 - PD^2 mu_eff^2`` is clipped at zero (it can only go
+    negative for samples more modulated than any physical source).  With ``N_eff <= 1`` or
+    ``PD = 0`` the affected errors are ``inf``.
+
+    Parameters
+    ----------
+    phi : array_like
+        Emission angles in radians.
+    mu : float or array_like, optional
+        Modulation factor in (0, 1], scalar or one per event.
+    weights : array_like, optional
+        Non-negative per-event weights, one per angle.
+
+    Returns
+    -------
+    PolarizationResult
+
+    Raises
+    ------
+    InputError
+        Empty input, NaN/inf angles, negative/NaN weights or a weights shape mismatch,
+        ``mu <= 0`` or ``mu > 1``.
+    """
+    shape = np.shape(phi)
+    phi = _angles(phi)
+    n = phi.size
+    mu = _modulation_factors(mu, n)
+    w = _weights(weights, shape)
+    q_i, u_i = stokes(phi, mu)
+
+    i = float(w.sum())
+    w2 = float(np.sum(w * w))
+    n_eff = i * i / w2
+    q = float(np.dot(w, q_i)) / i
+    u = float(np.dot(w, u_i)) / i
+    q_err = math.sqrt(float(np.sum(w * w * (q_i - q) ** 2))) / i
+    u_err = math.sqrt(float(np.sum(w * w * (u_i - u) ** 2))) / i
+
+    mdp = _mdp_from_sums(w, mu)
+    mu_eff = 1.0 if mu is None else math.sqrt(w2 / float(np.sum((w / mu) ** 2)))
+    pd = math.hypot(q, u)
+    pa = 0.5 * math.atan2(u, q)
+    pd_var_num = max(2.0 - (pd * mu_eff) ** 2, 0.0)
+    pd_err = math.sqrt(_ratio(pd_var_num, (n_eff - 1.0) * mu_eff**2))
+    pa_err = _ratio(pd_err, 2.0 * pd)
+    return PolarizationResult(n=n, i=i, w2=w2, n_eff=n_eff, q=q, u=u, q_err=q_err, u_err=u_err,
+                              pd=pd, pd_err=pd_err, pa=float(_wrap_half_pi(pa)), pa_err=pa_err,
+                              mdp99=mdp)
+
+
+def modulation_factor(phi, *, weights=None) -> ModulationResult:
+    """Modulation factor of a sample from a 100% polarized beam.
+
+    With undivided Stokes parameters ``Q_i = 2 cos 2phi_i``, ``U_i = 2 sin 2phi_i``::
+
+        mu = sqrt(Q^2 + U^2) / I
+        sigma_mu = sqrt((2 - mu^2) / (N_eff - 1))
+        phi0 = atan2(U, Q) / 2,   sigma_phi0 = sigma_mu / (2 mu)   (radians)
+
+    ``mu`` is biased high by about ``sigma_mu^2 / (2 mu)`` (the Rice bias), negligible when
+    ``mu >> sigma_mu``.
+
+    Parameters
+    ----------
+    phi : array_like
+        Emission angles in radians.
+    weights : array_like, optional
+        Non-negative per-event weights.
+
+    Returns
+    -------
+    ModulationResult
+    """
+    res = polarization(phi, weights=weights)
+    return ModulationResult(mu=res.pd, mu_err=res.pd_err, phi0=res.pa, phi0_err=res.pa_err,
+                            n=res.n, n_eff=res.n_eff)
+
+
+def mdp99(mu, n=None, *, weights=None) -> float:
+    """Minimum detectable polarization at 99% confidence.
+
+    .. math:: \\mathrm{MDP}_{99} = 4.29 \\sqrt{\\sum w_i^2 / \\mu_i^2} \\Big/ \\sum w_i
+
+    which is ``4.29 sqrt(W2) / (mu I)`` for a scalar ``mu`` and ``4.29 / (mu sqrt(N))``
+    without weights.
+
+    Parameters
+    ----------
+    mu : float or array_like
+        Modulation factor in (0, 1], scalar or one per event.
+    n : int, optional
+        Number of events; needed with a scalar ``mu`` and no weights, otherwise it must agree
+        with the length of ``mu``/``weights`` when given.
+    weights : array_like, optional
+        Non-negative per-event weights.
+
+    Returns
+    -------
+    float
+        MDP99 as a fraction (multiply by 100 for percent).
+    """
+    mu_arr = np.asarray(mu, dtype=np.float64)
+    if weights is not None:
+        length = int(np.size(weights))
+    elif mu_arr.ndim > 0:
+        length = int(mu_arr.size)
+    else:
+        length = None
+    if n is not None:
+        if isinstance(n, bool) or int(n) != n or n < 1:
+            raise InputError(f"n: expected a positive number of events, got {n!r}")
+        n = int(n)
+        if length is not None and length != n:
+            raise InputError(f"n: got {n} but mu/weights hold {length} events")
+    if length is None:
+        if n is None:
+            raise InputError("n: needed with a scalar mu and no weights")
+        mu_val = _modulation_factors(mu_arr, n)
+        return MDP99_FACTOR / (mu_val * math.sqrt(n))
+    if length == 0:
+        raise InputError("weights: expected at least one event, got an empty array")
+    mu_val = _modulation_factors(mu_arr, length)
+    w = _weights(weights, length if weights is None else np.shape(weights))
+    return _mdp_from_sums(w, mu_val)
+
+
+# --------------------------------------------------------------------------------------------
+# Modulation-curve fit
+# --------------------------------------------------------------------------------------------
+
+def _binned_model(lo, hi):
+    """``A + B cos^2(phi - phi0)`` averaged over bins ``[lo, hi)``, and its Jacobian."""
+    width = hi - lo
+
+    def model(_x, a, b, phi0):
+        s = (np.sin(2.0 * (hi - phi0)) - np.sin(2.0 * (lo - phi0))) / (2.0 * width)
+        return a + 0.5 * b * (1.0 + s)
+
+    def jac(_x, a, b, phi0):
+        s = (np.sin(2.0 * (hi - phi0)) - np.sin(2.0 * (lo - phi0))) / (2.0 * width)
+        ds = -(np.cos(2.0 * (hi - phi0)) - np.cos(2.0 * (lo - phi0))) / width
+        return np.column_stack([np.ones_like(lo), 0.5 * (1.0 + s), 0.5 * b * ds])
+
+    return model, jac
+
+
+def fit_modulation_curve(phi, *, n_bins=100, weights=None) -> ModulationFit:
+    """Fit the histogram of emission angles with ``A + B cos^2(phi - phi0)``.
+
+    The angles are wrapped to ``[-pi, pi)`` (the curve has period pi, so this is exact) and
+    histogrammed in ``n_bins`` equal bins of width ``h``; the model averaged over each bin
+    ``[lo, hi)``, ``A + B/2 (1 + (sin 2(hi - phi0) - sin 2(lo - phi0)) / (2h))`` (which is
+    ``A + B cos^2(phi_c - phi0)`` at the bin centre up to a factor ``sin(h)/h`` on the
+    modulated term), is fitted by least squares
+    (:func:`scipy.optimize.curve_fit`, ``absolute_sigma=True``) with the errors
+    ``sqrt(max(n_k, 1))`` (or ``sqrt(sum w^2)`` per bin for weighted events, at least the mean
+    ``w^2`` of one event).  The starting values come from the Stokes estimate.  Then::
+
+        mu = B / (2A + B)
+        sigma_mu^2 = g C g^T,  g = (-2B, 2A, 0) / (2A + B)^2
+
+    with ``C`` the fit covariance.  A fit with ``B < 0`` is mapped to the equivalent
+    ``A + B, -B, phi0 + pi/2``.  Least squares with data-derived errors is biased by about one
+    count per bin; use well-filled bins (hundreds of counts) or :func:`modulation_factor`.
+
+    Parameters
+    ----------
+    phi : array_like
+        Emission angles in radians.
+    n_bins : int, optional
+        Number of bins over ``[-pi, pi)``, at least 4.
+    weights : array_like, optional
+        Non-negative per-event weights.
+
+    Returns
+    -------
+    ModulationFit
+    """
+    shape = np.shape(phi)
+    phi = _angles(phi)
+    if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 4:
+        raise InputError(f"n_bins: expected an integer >= 4, got {n_bins!r}")
+    n_bins = int(n_bins)
+    w = _weights(weights, shape)
+    wrapped = np.mod(phi + np.pi, 2.0 * np.pi) - np.pi
+    edges = np.linspace(-np.pi, np.pi, n_bins + 1)
+    if weights is None:
+        counts = np.histogram(wrapped, bins=edges)[0].astype(np.float64)
+        errors = np.sqrt(np.maximum(counts, 1.0))
+    else:
+        counts = np.histogram(wrapped, bins=edges, weights=w)[0]
+        sumw2 = np.histogram(wrapped, bins=edges, weights=w * w)[0]
+        floor = float(np.mean(w * w))
+        errors = np.sqrt(np.maximum(sumw2, floor))
+
+    start = polarization(phi, weights=w)
+    m0 = min(start.pd, 0.99)
+    mean_count = float(counts.mean())
+    p0 = (mean_count * (1.0 - m0), 2.0 * mean_count * m0, start.pa)
+    model, jac = _binned_model(edges[:-1], edges[1:])
+    popt, pcov = optimize.curve_fit(model, edges[:-1], counts, p0=p0, sigma=errors,
+                                    absolute_sigma=True, jac=jac, method="lm")
+    a, b, phi0 = (float(x) for x in popt)
+    if b < 0.0:
+        transform = np.array([[1.0, 1.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]])
+        a, b, phi0 = a + b, -b, phi0 + 0.5 * np.pi
+        pcov = transform @ pcov @ transform.T
+    chi2 = float(np.sum(((counts - model(None, a, b, phi0)) / errors) ** 2))
+    denom = 2.0 * a + b
+    mu = b / denom
+    grad = np.array([-2.0 * b, 2.0 * a, 0.0]) / denom**2
+    mu_var = float(grad @ pcov @ grad)
+    perr = np.sqrt(np.clip(np.diag(pcov), 0.0, None))
+    return ModulationFit(a=a, a_err=float(perr[0]), b=b, b_err=float(perr[1]),
+                         phi0=float(_wrap_half_pi(phi0)), phi0_err=float(perr[2]),
+                         mu=mu, mu_err=math.sqrt(max(mu_var, 0.0)), chi2=chi2,
+                         ndof=n_bins - 3, bin_edges=edges, counts=counts, count_errors=errors)
+
+
+# --------------------------------------------------------------------------------------------
+# Reconstruction quality, systematics, helpers
+# --------------------------------------------------------------------------------------------
+
+def epsilon_within(phi_reco, phi_true, tolerance_deg=10.0):
+    """Fraction of events reconstructed within a tolerance of the true emission angle.
+
+    The difference is taken modulo pi (a track direction and its reverse give the same
+    polarization information): ``d = phi_reco - phi_true`` wrapped to ``(-pi/2, pi/2]``, and an
+    event counts when ``|d| <= tolerance``.  With ``f`` that fraction of ``N`` events the
+    binomial error is ``sqrt(f (1 - f) / N)``.
+
+    Parameters
+    ----------
+    phi_reco, phi_true : array_like
+        Reconstructed and true emission angles in radians, of equal shape.
+    tolerance_deg : float, optional
+        Tolerance in degrees, in (0, 90]; default 10.
+
+    Returns
+    -------
+    fraction, error : float
+    """
+    reco = _angles(phi_reco, "phi_reco")
+    true = _angles(phi_true, "phi_true")
+    if reco.size != true.size or np.shape(phi_reco) != np.shape(phi_true):
+        raise InputError(f"phi_true: expected the shape of phi_reco {np.shape(phi_reco)}, "
+                         f"got {np.shape(phi_true)}")
+    tol = float(tolerance_deg)
+    if not 0.0 < tol <= 90.0:
+        raise InputError(f"tolerance_deg: expected a value in (0, 90] degrees, got {tol}")
+    d = _wrap_half_pi(reco - true)
+    n = reco.size
+    frac = float(np.count_nonzero(np.abs(d) <= math.radians(tol))) / n
+    return frac, math.sqrt(frac * (1.0 - frac) / n)
+
+
+def epsilon_10(phi_reco, phi_true):
+    """:func:`epsilon_within` with the 10 degree tolerance; returns ``(fraction, error)``."""
+    return epsilon_within(phi_reco, phi_true, 10.0)
+
+
+def spurious_modulation(phi, *, harmonics=(2, 4, 6)) -> dict:
+    """Harmonic amplitudes of an (expected unpolarized) angle distribution.
+
+    For each harmonic ``k``::
+
+        C_k = mean cos(k phi),  S_k = mean sin(k phi)
+        amplitude_k = 2 sqrt(C_k^2 + S_k^2)
+        error_k = sqrt(2 / N),  significance_k = amplitude_k / error_k
+        p_value_k = exp(-N amplitude_k^2 / 4)         (Rayleigh test)
+        phase_k = atan2(S_k, C_k) / k                  (radians, a maximum of the term)
+
+    ``amplitude_k`` is the ``a`` of a density ``1 + a cos(k (phi - phase_k))``.  ``k = 2`` is
+    the polarization modulation itself (spurious modulation when the source is unpolarized);
+    ``k = 6`` picks up the hexagonal pixel grid, whose artefacts repeat every 60 degrees.  From
+    noise alone the amplitude follows a Rayleigh distribution of mean ``sqrt(pi / N)``.
+
+    Parameters
+    ----------
+    phi : array_like
+        Emission angles in radians.
+    harmonics : sequence of int, optional
+        Positive harmonic numbers.
+
+    Returns
+    -------
+    dict
+        ``n``, ``noise_mean_amplitude`` and, for each ``k``, ``amplitude_k``,
+        ``amplitude_err_k``, ``significance_k``, ``p_value_k``, ``phase_k`` (plain floats).
+    """
+    phi = _angles(phi)
+    ks = list(harmonics)
+    if not ks or any(isinstance(k, bool) or int(k) != k or k < 1 for k in ks):
+        raise InputError(f"harmonics: expected positive integers, got {harmonics!r}")
+    n = phi.size
+    err = math.sqrt(2.0 / n)
+    out = {"n": float(n), "noise_mean_amplitude": math.sqrt(math.pi / n)}
+    for k in ks:
+        k = int(k)
+        c = float(np.mean(np.cos(k * phi)))
+        s = float(np.mean(np.sin(k * phi)))
+        amp = 2.0 * math.hypot(c, s)
+        out[f"amplitude_{k}"] = amp
+        out[f"amplitude_err_{k}"] = err
+        out[f"significance_{k}"] = amp / err
+        out[f"p_value_{k}"] = math.exp(-n * amp * amp / 4.0)
+        out[f"phase_{k}"] = math.atan2(s, c) / k
+    return out
+
+
+def expected_modulation(kappa):
+    """Modulation retained by a von Mises angle estimate of concentration ``kappa``.
+
+    A reconstruction that predicts the density ``exp(kappa cos 2(phi - phi_hat))`` for the
+    emission angle keeps, on average, a fraction
+
+    .. math:: E[\\cos 2(\\phi - \\hat\\phi)] = I_1(\\kappa) / I_0(\\kappa)
+
+    of the modulation; it is the optimal per-event weight of a neural reconstruction
+    (Peirson et al. 2021).  Computed as ``i1e(kappa) / i0e(kappa)``, the exponentially scaled
+    Bessel functions, so it stays finite for any finite ``kappa`` (it tends to
+    ``1 - 1 / (2 kappa)`` for large ``kappa`` and ``kappa / 2`` for small).
+
+    Parameters
+    ----------
+    kappa : float or array_like
+        Concentrations, finite and >= 0 (dimensionless).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Values in ``[0, 1)``, a float for a scalar input.
+    """
+    arr = np.asarray(kappa, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0.0):
+        raise InputError("kappa: expected finite non-negative concentrations")
+    ratio = special.i1e(arr) / special.i0e(arr)
+    if arr.ndim == 0:
+        return float(ratio)
+    return ratio
+
+
+def sample_modulated_angles(n, mu, phi0, rng):
+    """Draw angles from the modulation curve ``1 + mu cos(2 (phi - phi0))`` on ``[-pi, pi)``.
+
+    Uniform proposals are accepted with probability ``(1 + mu cos 2(phi - phi0)) / (1 + mu)``.
+    A 100% polarized beam seen with modulation factor ``mu`` (or a source of polarization
+    degree ``p`` with ``mu * p``) gives this curve.
+
+    Parameters
+    ----------
+    n : int
+        Number of angles, >= 0.
+    mu : float
+        Modulation amplitude in [0, 1].
+    phi0 : float
+        Phase (polarization angle) in radians.
+    rng : numpy.random.Generator
+        Random generator, e.g. ``np.random.default_rng(seed)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n`` angles in radians.
+    """
+    if isinstance(n, bool) or int(n) != n or n < 0:
+        raise InputError(f"n: expected a non-negative integer, got {n!r}")
+    n = int(n)
+    mu = float(mu)
+    if not 0.0 <= mu <= 1.0:
+        raise InputError(f"mu: expected a modulation amplitude in [0, 1], got {mu}")
+    phi0 = float(phi0)
+    if not math.isfinite(phi0):
+        raise InputError(f"phi0: expected a finite angle in radians, got {phi0}")
+    if not isinstance(rng, np.random.Generator):
+        raise InputError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
+    out = np.empty(n)
+    filled = 0
+    while filled < n:
+        need = n - filled
+        batch = int(need * (1.0 + mu) * 1.1) + 16
+        cand = rng.uniform(-np.pi, np.pi, batch)
+        keep = rng.uniform(0.0, 1.0 + mu, batch) < 1.0 + mu * np.cos(2.0 * (cand - phi0))
+        acc = cand[keep][:need]
+        out[filled:filled + acc.size] = acc
+        filled += acc.size
+    return out

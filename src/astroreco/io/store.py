@@ -1,0 +1,342 @@
+"""The HDF5 event store: ragged per-event hits, a truth table and reconstructions side by side.
+
+Layout (``schema_version`` 1)::
+
+    /                      attrs: format="astroreco-events", schema_version, detector,
+                                  creator, config (JSON of the run), n_simulated
+    /events/offsets        (n + 1,) int64: event k owns hits offsets[k]:offsets[k+1]
+    /events/hits/<column>  (n_hits,) ragged per-event values (e.g. col, row, charge)
+    /events/<column>       (n, ...) one row per event (e.g. window)
+    /truth/<column>        (n,) simulation truth, joined on the row number (and event_id)
+    /reco/<method>/<col>   (n,) one reconstruction per method (moments, nn, ...); attrs:
+                                  method, creator, config (JSON)
+
+Columns are declared once per detector as :class:`Column` tuples and both the writer and the
+reader use them.  Files are written to a temporary file and renamed when complete; a
+reconstruction added to an existing file is written under a hidden name and renamed when
+complete, so a reader never sees half of it.  Reads are lazy: only the requested slice of a
+dataset is read, so memory does not grow with the file size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from astroreco import __version__
+from astroreco.errors import InputError
+
+FORMAT = "astroreco-events"
+SCHEMA_VERSION = 1
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Column:
+    """One declared column: name, numpy dtype string, unit and description."""
+
+    name: str
+    dtype: str
+    unit: str = ""
+    description: str = ""
+    shape: tuple = ()
+
+
+@dataclass(frozen=True)
+class EventSchema:
+    """What a detector stores: ragged hit columns, per-event columns and truth columns."""
+
+    detector: str
+    hits: tuple
+    per_event: tuple = ()
+    truth: tuple = ()
+
+
+def columns(spec) -> tuple:
+    """Columns from (name, dtype, unit, description) tuples."""
+    return tuple(c if isinstance(c, Column) else Column(*c) for c in spec)
+
+
+@contextmanager
+def atomic_path(path, overwrite=False):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: file exists (use --overwrite to replace it)")
+    if not path.parent.exists():
+        raise InputError(f"{path}: directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class EventWriter:
+    """Write events batch by batch into a new file (atomically: temp file + rename).
+
+    Examples
+    --------
+    >>> with EventWriter("run.h5", schema, config={"seed": 1}) as w:   # doctest: +SKIP
+    ...     w.append(offsets, hits={"col": c, "row": r, "charge": q}, truth={...})
+    """
+
+    def __init__(self, path, schema: EventSchema, *, config=None, overwrite=False):
+        self.path = Path(path)
+        self.schema = schema
+        self._ctx = atomic_path(self.path, overwrite)
+        self._tmp = self._ctx.__enter__()
+        self._f = h5py.File(self._tmp, "w")
+        f = self._f
+        f.attrs["format"] = FORMAT
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["detector"] = schema.detector
+        f.attrs["creator"] = f"astroreco {__version__}"
+        f.attrs["config"] = json.dumps(config or {})
+        f.attrs["n_simulated"] = 0
+        ev = f.create_group("events")
+        ev.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,),
+                          chunks=(_CHUNK,))
+        hits = ev.create_group("hits")
+        for c in schema.hits:
+            hits.create_dataset(c.name, shape=(0,), dtype=c.dtype, maxshape=(None,),
+                                chunks=(_CHUNK,), compression="gzip", compression_opts=1,
+                                shuffle=True)
+            hits[c.name].attrs.update(unit=c.unit, description=c.description)
+        for c in schema.per_event:
+            ev.create_dataset(c.name, shape=(0, *c.shape), dtype=c.dtype,
+                              maxshape=(None, *c.shape), chunks=(4096, *c.shape),
+                              compression="gzip", compression_opts=1)
+            ev[c.name].attrs.update(unit=c.unit, description=c.description)
+        tr = f.create_group("truth")
+        for c in schema.truth:
+            tr.create_dataset(c.name, shape=(0, *c.shape), dtype=c.dtype,
+                              maxshape=(None, *c.shape), chunks=(4096, *c.shape),
+                              compression="gzip", compression_opts=1)
+            tr[c.name].attrs.update(unit=c.unit, description=c.description)
+        f.create_group("reco")
+        self.n_events = 0
+        self.n_hits = 0
+
+    def append(self, offsets, *, hits, per_event=None, truth=None, n_simulated=None):
+        """Append a batch: ``offsets`` (m + 1,) starting at 0, and the declared columns."""
+        offsets = np.asarray(offsets, dtype=np.int64)
+        m = len(offsets) - 1
+        n_new = int(offsets[-1])
+        f = self._f
+        for c in self.schema.hits:
+            _append(f["events/hits"][c.name], np.asarray(hits[c.name], dtype=c.dtype), n_new)
+        for c in self.schema.per_event:
+            _append(f["events"][c.name], np.asarray(per_event[c.name], dtype=c.dtype), m)
+        for c in self.schema.truth:
+            _append(f["truth"][c.name], np.asarray(truth[c.name], dtype=c.dtype), m)
+        _append(f["events/offsets"], offsets[1:] + self.n_hits, m)
+        self.n_events += m
+        self.n_hits += n_new
+        f.attrs["n_simulated"] = int(f.attrs["n_simulated"]) + int(
+            m if n_simulated is None else n_simulated)
+
+    def close(self, ok=True):
+        self._f.close()
+        if ok:
+            self._ctx.__exit__(None, None, None)
+        else:
+            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(ok=exc_type is None)
+        return False
+
+
+def _append(ds, values, n):
+    if len(values) != n:
+        raise InputError(f"{ds.name}: expected {n} values, got {len(values)}")
+    old = ds.shape[0]
+    ds.resize(old + n, axis=0)
+    if n:
+        ds[old:old + n] = values
+
+
+class EventFile:
+    """Read an event file lazily.
+
+    Use as a context manager; every read method takes a slice of events.
+
+    Parameters
+    ----------
+    path : path-like
+    schema : EventSchema, optional
+        When given, the detector and the declared columns are checked.
+    """
+
+    def __init__(self, path, schema: EventSchema | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: no such event file")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError:
+            raise InputError(f"{self.path}: not a readable HDF5 event file "
+                             "(corrupt or truncated?)") from None
+        try:
+            self._check(schema)
+        except Exception:
+            self._f.close()
+            raise
+
+    def _check(self, schema):
+        f = self._f
+        if f.attrs.get("format") != FORMAT:
+            raise InputError(f"{self.path}: not an astroreco event file (format attribute "
+                             f"{f.attrs.get('format')!r}, expected {FORMAT!r})")
+        version = int(f.attrs.get("schema_version", -1))
+        if version != SCHEMA_VERSION:
+            raise InputError(f"{self.path}: schema version {version}; this astroreco reads "
+                             f"version {SCHEMA_VERSION}")
+        for name in ("events/offsets", "events/hits", "truth", "reco"):
+            if name not in f:
+                raise InputError(f"{self.path}: missing /{name}")
+        if schema is not None:
+            if self.detector != schema.detector:
+                raise InputError(f"{self.path}: events of detector {self.detector!r}, "
+                                 f"expected {schema.detector!r}")
+            for group, cols in (("events/hits", schema.hits), ("events", schema.per_event)):
+                for c in cols:
+                    if c.name not in f[group]:
+                        raise InputError(f"{self.path}: missing /{group}/{c.name}")
+        try:
+            n_hits = f["events/hits"][next(iter(f["events/hits"]))].shape[0] \
+                if len(f["events/hits"]) else 0
+            last = int(f["events/offsets"][-1])
+        except Exception:
+            raise InputError(f"{self.path}: unreadable /events (corrupt or truncated?)") \
+                from None
+        if last != n_hits:
+            raise InputError(f"{self.path}: /events/offsets ends at {last} but there are "
+                             f"{n_hits} hits (truncated file?)")
+
+    # --- metadata
+    @property
+    def detector(self) -> str:
+        return str(self._f.attrs["detector"])
+
+    @property
+    def config(self) -> dict:
+        return json.loads(self._f.attrs.get("config", "{}"))
+
+    @property
+    def n_events(self) -> int:
+        return self._f["events/offsets"].shape[0] - 1
+
+    @property
+    def n_simulated(self) -> int:
+        return int(self._f.attrs.get("n_simulated", self.n_events))
+
+    @property
+    def methods(self) -> list[str]:
+        """Reconstruction methods stored in the file."""
+        return sorted(k for k in self._f["reco"] if not k.startswith("."))
+
+    def __len__(self):
+        return self.n_events
+
+    # --- data
+    def hits(self, start=0, stop=None, names=None):
+        """Ragged hits of events start..stop: (offsets from 0, dict of hit columns)."""
+        stop = self.n_events if stop is None else min(stop, self.n_events)
+        offs = self._f["events/offsets"][start:stop + 1]
+        a, b = int(offs[0]), int(offs[-1])
+        grp = self._f["events/hits"]
+        names = list(grp) if names is None else names
+        return offs - a, {k: grp[k][a:b] for k in names}
+
+    def per_event(self, name, start=0, stop=None):
+        return self._f["events"][name][start:stop]
+
+    def truth(self, names=None, start=0, stop=None) -> dict:
+        grp = self._f["truth"]
+        names = list(grp) if names is None else names
+        missing = [k for k in names if k not in grp]
+        if missing:
+            raise InputError(f"{self.path}: no truth column {missing[0]!r} (this file has "
+                             f"{', '.join(grp) or 'no truth'})")
+        return {k: grp[k][start:stop] for k in names}
+
+    def reco(self, method, names=None, start=0, stop=None) -> dict:
+        if method not in self.methods:
+            raise InputError(f"{self.path}: no reconstruction {method!r} (stored: "
+                             f"{', '.join(self.methods) or 'none'}); run reconstruct first")
+        grp = self._f["reco"][method]
+        names = list(grp) if names is None else names
+        return {k: grp[k][start:stop] for k in names}
+
+    def reco_attrs(self, method) -> dict:
+        return {k: (v if not isinstance(v, bytes) else v.decode())
+                for k, v in self._f["reco"][method].attrs.items()}
+
+    def iter_chunks(self, chunk_size=100_000):
+        """Yield (start, stop) event ranges of at most ``chunk_size`` events."""
+        for s in range(0, self.n_events, chunk_size):
+            yield s, min(s + chunk_size, self.n_events)
+
+    def close(self):
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def write_reconstruction(path, method: str, table: dict, *, fields=None, config=None,
+                         overwrite=True):
+    """Store a reconstruction under ``/reco/<method>`` of an existing event file.
+
+    Written under a hidden name first and renamed when complete (a reader never sees a
+    partial reconstruction); an existing one is replaced when ``overwrite``.
+    """
+    if not method.isidentifier():
+        raise InputError(f"method name {method!r}: expected letters, digits and underscores")
+    with EventFile(path) as ef:
+        n = ef.n_events
+    for k, v in table.items():
+        if len(v) != n:
+            raise InputError(f"reconstruction {method}/{k}: {len(v)} rows for {n} events")
+    meta = {c.name: c for c in columns(fields or ())}
+    with h5py.File(path, "a") as f:
+        reco = f["reco"]
+        tmp = f".{method}.partial"
+        if tmp in reco:
+            del reco[tmp]
+        if method in reco and not overwrite:
+            raise InputError(f"{path}: reconstruction {method!r} exists (use --overwrite)")
+        g = reco.create_group(tmp)
+        g.attrs["method"] = method
+        g.attrs["creator"] = f"astroreco {__version__}"
+        g.attrs["config"] = json.dumps(config or {})
+        for k, v in table.items():
+            ds = g.create_dataset(k, data=np.asarray(v), chunks=True, compression="gzip",
+                                  compression_opts=1)
+            if k in meta:
+                ds.attrs.update(unit=meta[k].unit, description=meta[k].description)
+        if method in reco:
+            del reco[method]
+        reco.move(tmp, method)
