@@ -8,14 +8,14 @@ PIP    := $(PY) -m pip install -q -c constraints.txt
 STAMP  := $(VENV)/.astroreco-installed
 DEMO_OUT ?= demo_output
 
-.PHONY: setup demo test test-all bench interop clean
+.PHONY: setup demo test test-all bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) "torch==2.13.0"
-	$(PIP) -e ".[test]"
+	$(PIP) -e ".[test,interop]"
 	touch $(STAMP)
 
 ## the main job: simulate, reconstruct, evaluate, plots and report, for every detector
@@ -26,12 +26,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest -m "not slow" -q
 
-## everything, slow tests and the ixpeobssim interop test included
-test-all: setup interop
+## everything, slow tests included
+test-all: setup
 	$(PY) -m pytest -q
-
-interop: setup
-	$(PIP) -e ".[test,interop]"
 
 ## quality and speed benchmarks, each writes JSON (+ PNG) under benchmarks/results/
 bench: setup
