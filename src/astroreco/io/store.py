@@ -205,10 +205,16 @@ class EventFile:
         if f.attrs.get("format") != FORMAT:
             raise InputError(f"{self.path}: not an astroreco event file (format attribute "
                              f"{f.attrs.get('format')!r}, expected {FORMAT!r})")
-        version = int(f.attrs.get("schema_version", -1))
+        try:
+            version = int(f.attrs.get("schema_version", -1))
+        except (TypeError, ValueError):
+            raise InputError(f"{self.path}: schema_version attribute "
+                             f"{f.attrs.get('schema_version')!r} is not an integer") from None
         if version != SCHEMA_VERSION:
             raise InputError(f"{self.path}: schema version {version}; this astroreco reads "
                              f"version {SCHEMA_VERSION}")
+        if "detector" not in f.attrs:
+            raise InputError(f"{self.path}: missing detector attribute")
         for name in ("events/offsets", "events/hits", "truth", "reco"):
             if name not in f:
                 raise InputError(f"{self.path}: missing /{name}")
@@ -238,7 +244,10 @@ class EventFile:
 
     @property
     def config(self) -> dict:
-        return json.loads(self._f.attrs.get("config", "{}"))
+        try:
+            return json.loads(self._f.attrs.get("config", "{}"))
+        except (TypeError, ValueError):
+            raise InputError(f"{self.path}: config attribute is not valid JSON") from None
 
     @property
     def n_events(self) -> int:

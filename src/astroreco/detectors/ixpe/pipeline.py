@@ -166,6 +166,8 @@ def reconstruct(events, *, method: str = "moments", fits=None, overwrite: bool =
     """
     if method not in METHODS:
         raise InputError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    if fits is not None and Path(fits).exists() and not overwrite:
+        raise InputError(f"{fits}: file exists (use --overwrite to replace it)")
     with EventFile(events, EVENT_SCHEMA) as ef:
         n = ef.n_events
         config = ef.config

@@ -1,0 +1,189 @@
+"""``astroreco ixpe simulate|reconstruct|evaluate|info`` end to end, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from astroreco.cli import cli
+
+N = 300
+
+
+def _run(args, ok=True):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def _simulate(out, seed=1, extra=()):
+    return _run(["ixpe", "simulate", "-o", out, "-n", N, "--energy", "4", "--pd", "1",
+                 "--seed", seed, "-q", *extra])
+
+
+def _assert_user_error(result, *needles):
+    """Exit status 2 and one line ``error: ...`` on stderr, never a traceback."""
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: "), err
+    assert "\n" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """One simulated file (seed 1), never modified by the tests that use it."""
+    d = tmp_path_factory.mktemp("sim")
+    result = _simulate(d / "ev.h5")
+    summary = json.loads(result.stdout)
+    return d / "ev.h5", summary
+
+
+def test_simulate_reconstruct_evaluate_info(tmp_path, monkeypatch, simulated):
+    monkeypatch.chdir(tmp_path)
+    result = _simulate("ev.h5")
+    summary = json.loads(result.stdout)
+    assert summary["n_simulated"] == N
+    assert 0 < summary["n_stored"] <= N
+    assert summary["trigger_efficiency"] == pytest.approx(summary["n_stored"] / N)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev.h5"]  # no temp file left
+
+    result = _run(["ixpe", "reconstruct", "ev.h5", "-q", "--fits", "ev.fits"])
+    reco = json.loads(result.stdout)
+    assert reco["method"] == "moments"
+    assert reco["n_events"] == summary["n_stored"]
+    assert (tmp_path / "ev.fits").stat().st_size > 0
+    with h5py.File("ev.h5", "r") as f:
+        assert "moments" in f["reco"]
+        assert f["reco/moments/phi"].shape == (summary["n_stored"],)
+
+    result = _run(["ixpe", "evaluate", "ev.h5", "-o", "out"])
+    out = tmp_path / "out"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["rows"]
+    assert {r["method"] for r in metrics["rows"]} == {"moments"}
+    assert all(r["polarization_degree"] == 1.0 for r in metrics["rows"])
+    assert any("mu" in r for r in metrics["rows"])
+    pngs = sorted(out.glob("*.png"))
+    assert pngs
+    for p in pngs + [out / "report.html"]:
+        assert p.stat().st_size > 0, p
+    assert "moments" in (out / "report.html").read_text()
+
+    result = _run(["ixpe", "info", "ev.h5"])
+    info = json.loads(result.stdout)
+    assert info["detector"] == "ixpe"
+    assert info["n_events"] == summary["n_stored"]
+    assert info["n_simulated"] == N
+    assert info["methods"] == ["moments"]
+    assert info["config"]
+
+    # the same seed in another directory gives the same events
+    ref, _ = simulated
+    with h5py.File("ev.h5", "r") as a, h5py.File(ref, "r") as b:
+        for name in ("events/offsets", "events/hits/col", "events/hits/charge"):
+            np.testing.assert_array_equal(a[name][:], b[name][:])
+
+
+def test_same_seed_same_events(tmp_path, simulated):
+    ref, summary = simulated
+    _simulate(tmp_path / "again.h5", seed=1)
+    _simulate(tmp_path / "other.h5", seed=2)
+    with h5py.File(ref, "r") as a, h5py.File(tmp_path / "again.h5", "r") as b:
+        assert set(a["truth"]) == set(b["truth"]) and len(a["truth"]) > 0
+        for k in a["truth"]:
+            np.testing.assert_array_equal(a["truth"][k][:], b["truth"][k][:])
+        for k in a["events/hits"]:
+            np.testing.assert_array_equal(a["events/hits"][k][:], b["events/hits"][k][:])
+        np.testing.assert_array_equal(a["events/offsets"][:], b["events/offsets"][:])
+        np.testing.assert_array_equal(a["events/window"][:], b["events/window"][:])
+    with h5py.File(ref, "r") as a, h5py.File(tmp_path / "other.h5", "r") as c:
+        assert not np.array_equal(a["truth/phi"][:], c["truth/phi"][:])
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--pd", "1.5"], "polarization degree"),
+    (["--energy", "0.1"], "energy"),
+    (["--energy", "abc"], "--energy"),
+    (["--energy", "2:1"], "energy"),
+    (["-n", "0"], "--n-events"),
+    (["--chunk-size", "0"], "--chunk-size"),
+])
+def test_simulate_bad_input(tmp_path, args, needle):
+    base = {"-o": str(tmp_path / "x.h5"), "-n": "20", "--energy": "4", "--pd": "0"}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    flat = [v for kv in base.items() for v in kv]
+    result = _run(["ixpe", "simulate", *flat, "-q"], ok=False)
+    _assert_user_error(result, needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_simulate_negative_seed_is_usage_error(tmp_path):
+    result = _run(["ixpe", "simulate", "-o", tmp_path / "x.h5", "-n", 5, "--seed", -1, "-q"],
+                  ok=False)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reconstruct_missing_file(tmp_path):
+    path = tmp_path / "missing.h5"
+    result = _run(["ixpe", "reconstruct", path, "-q"], ok=False)
+    _assert_user_error(result, "missing.h5")
+
+
+def test_reconstruct_corrupt_file(tmp_path, simulated):
+    ref, _ = simulated
+    data = ref.read_bytes()
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(data[: len(data) // 2])
+    result = _run(["ixpe", "reconstruct", bad, "-q"], ok=False)
+    _assert_user_error(result, "bad.h5")
+    text = tmp_path / "text.h5"
+    text.write_text("hello\n")
+    result = _run(["ixpe", "reconstruct", text, "-q"], ok=False)
+    _assert_user_error(result, "text.h5")
+    result = _run(["ixpe", "info", text], ok=False)
+    _assert_user_error(result, "text.h5")
+
+
+def test_evaluate_without_reconstruction(tmp_path, simulated):
+    ref, _ = simulated
+    result = _run(["ixpe", "evaluate", ref, "-o", tmp_path / "out"], ok=False)
+    _assert_user_error(result, "no reconstruction", "reconstruct")
+
+
+def test_simulate_existing_file_needs_overwrite(tmp_path):
+    path = tmp_path / "ev.h5"
+    path.write_bytes(b"precious")
+    result = _run(["ixpe", "simulate", "-o", path, "-n", 30, "--seed", 3, "-q"], ok=False)
+    _assert_user_error(result, "exists", "--overwrite")
+    assert path.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev.h5"]
+    _run(["ixpe", "simulate", "-o", path, "-n", 30, "--seed", 3, "-q", "--overwrite"])
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == "astroreco-events"
+        assert int(f.attrs["n_simulated"]) == 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev.h5"]
+
+
+def test_unknown_method(tmp_path, simulated):
+    ref, _ = simulated
+    path = tmp_path / "ev.h5"
+    path.write_bytes(ref.read_bytes())
+    result = _run(["ixpe", "reconstruct", path, "--method", "magic", "-q"], ok=False)
+    _assert_user_error(result, "magic", "moments")
+    with h5py.File(path, "r") as f:
+        assert list(f["reco"]) == []
+    result = _run(["ixpe", "evaluate", path, "-o", tmp_path / "out", "--method", "magic"],
+                  ok=False)
+    _assert_user_error(result, "no reconstruction")
