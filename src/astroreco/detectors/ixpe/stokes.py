@@ -40,9 +40,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special
+from scipy import optimize
 
 from astroreco.errors import InputError
+from astroreco.stats.directional import check_angles, wrap_half_pi
+# directional statistics that the IXPE analysis uses, re-exported under this module's name
+from astroreco.stats.directional import (epsilon_10, epsilon_within,  # noqa: F401
+                                         expected_modulation, sample_modulated_angles,
+                                         spurious_modulation)
 
 __all__ = [
     "MDP99_FACTOR",
@@ -68,17 +73,6 @@ MDP99_FACTOR = 4.29
 # --------------------------------------------------------------------------------------------
 # Input checks
 # --------------------------------------------------------------------------------------------
-
-def _angles(phi, name="phi"):
-    """``phi`` as a flat float64 array; non-empty and finite."""
-    arr = np.asarray(phi, dtype=np.float64).ravel()
-    if arr.size == 0:
-        raise InputError(f"{name}: expected at least one angle, got an empty array")
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise InputError(f"{name}: expected finite angles in radians, got {bad} NaN/inf value(s)")
-    return arr
-
 
 def _modulation_factors(mu, n):
     """``mu`` as a float or a float64 array of length ``n``; every value in (0, 1]."""
@@ -121,11 +115,6 @@ def _weights(weights, shape):
     if not arr.sum() > 0.0:
         raise InputError("weights: expected a positive sum, got all zero weights")
     return arr
-
-
-def _wrap_half_pi(angle):
-    """Wrap angles (radians) to ``(-pi/2, pi/2]``: the period of a polarization direction."""
-    return 0.5 * np.pi - np.mod(0.5 * np.pi - np.asarray(angle, dtype=np.float64), np.pi)
 
 
 def _ratio(num, den):
@@ -295,7 +284,7 @@ def stokes(phi, mu=None):
     InputError
         Empty or non-finite ``phi``; ``mu`` outside (0, 1] or of the wrong length.
     """
-    phi = _angles(phi)
+    phi = check_angles(phi)
     mu = _modulation_factors(mu, phi.size)
     q_i = 2.0 * np.cos(2.0 * phi)
     u_i = 2.0 * np.sin(2.0 * phi)
@@ -357,7 +346,7 @@ def polarization(phi, *, mu=None, weights=None) -> PolarizationResult:
         ``mu <= 0`` or ``mu > 1``.
     """
     shape = np.shape(phi)
-    phi = _angles(phi)
+    phi = check_angles(phi)
     n = phi.size
     mu = _modulation_factors(mu, n)
     w = _weights(weights, shape)
@@ -379,7 +368,7 @@ def polarization(phi, *, mu=None, weights=None) -> PolarizationResult:
     pd_err = math.sqrt(_ratio(pd_var_num, (n_eff - 1.0) * mu_eff**2))
     pa_err = _ratio(pd_err, 2.0 * pd)
     return PolarizationResult(n=n, i=i, w2=w2, n_eff=n_eff, q=q, u=u, q_err=q_err, u_err=u_err,
-                              pd=pd, pd_err=pd_err, pa=float(_wrap_half_pi(pa)), pa_err=pa_err,
+                              pd=pd, pd_err=pd_err, pa=float(wrap_half_pi(pa)), pa_err=pa_err,
                               mdp99=mdp)
 
 
@@ -512,7 +501,7 @@ def fit_modulation_curve(phi, *, n_bins=100, weights=None) -> ModulationFit:
     ModulationFit
     """
     shape = np.shape(phi)
-    phi = _angles(phi)
+    phi = check_angles(phi)
     if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 4:
         raise InputError(f"n_bins: expected an integer >= 4, got {n_bins!r}")
     n_bins = int(n_bins)
@@ -547,176 +536,6 @@ def fit_modulation_curve(phi, *, n_bins=100, weights=None) -> ModulationFit:
     mu_var = float(grad @ pcov @ grad)
     perr = np.sqrt(np.clip(np.diag(pcov), 0.0, None))
     return ModulationFit(a=a, a_err=float(perr[0]), b=b, b_err=float(perr[1]),
-                         phi0=float(_wrap_half_pi(phi0)), phi0_err=float(perr[2]),
+                         phi0=float(wrap_half_pi(phi0)), phi0_err=float(perr[2]),
                          mu=mu, mu_err=math.sqrt(max(mu_var, 0.0)), chi2=chi2,
                          ndof=n_bins - 3, bin_edges=edges, counts=counts, count_errors=errors)
-
-
-# --------------------------------------------------------------------------------------------
-# Reconstruction quality, systematics, helpers
-# --------------------------------------------------------------------------------------------
-
-def epsilon_within(phi_reco, phi_true, tolerance_deg=10.0):
-    """Fraction of events reconstructed within a tolerance of the true emission angle.
-
-    The difference is taken modulo pi (a track direction and its reverse give the same
-    polarization information): ``d = phi_reco - phi_true`` wrapped to ``(-pi/2, pi/2]``, and an
-    event counts when ``|d| <= tolerance``.  With ``f`` that fraction of ``N`` events the
-    binomial error is ``sqrt(f (1 - f) / N)``.
-
-    Parameters
-    ----------
-    phi_reco, phi_true : array_like
-        Reconstructed and true emission angles in radians, of equal shape.
-    tolerance_deg : float, optional
-        Tolerance in degrees, in (0, 90]; default 10.
-
-    Returns
-    -------
-    fraction, error : float
-    """
-    reco = _angles(phi_reco, "phi_reco")
-    true = _angles(phi_true, "phi_true")
-    if reco.size != true.size or np.shape(phi_reco) != np.shape(phi_true):
-        raise InputError(f"phi_true: expected the shape of phi_reco {np.shape(phi_reco)}, "
-                         f"got {np.shape(phi_true)}")
-    tol = float(tolerance_deg)
-    if not 0.0 < tol <= 90.0:
-        raise InputError(f"tolerance_deg: expected a value in (0, 90] degrees, got {tol}")
-    d = _wrap_half_pi(reco - true)
-    n = reco.size
-    frac = float(np.count_nonzero(np.abs(d) <= math.radians(tol))) / n
-    return frac, math.sqrt(frac * (1.0 - frac) / n)
-
-
-def epsilon_10(phi_reco, phi_true):
-    """:func:`epsilon_within` with the 10 degree tolerance; returns ``(fraction, error)``."""
-    return epsilon_within(phi_reco, phi_true, 10.0)
-
-
-def spurious_modulation(phi, *, harmonics=(2, 4, 6)) -> dict:
-    """Harmonic amplitudes of an (expected unpolarized) angle distribution.
-
-    For each harmonic ``k``::
-
-        C_k = mean cos(k phi),  S_k = mean sin(k phi)
-        amplitude_k = 2 sqrt(C_k^2 + S_k^2)
-        error_k = sqrt(2 / N),  significance_k = amplitude_k / error_k
-        p_value_k = exp(-N amplitude_k^2 / 4)         (Rayleigh test)
-        phase_k = atan2(S_k, C_k) / k                  (radians, a maximum of the term)
-
-    ``amplitude_k`` is the ``a`` of a density ``1 + a cos(k (phi - phase_k))``.  ``k = 2`` is
-    the polarization modulation itself (spurious modulation when the source is unpolarized);
-    ``k = 6`` picks up the hexagonal pixel grid, whose artefacts repeat every 60 degrees.  From
-    noise alone the amplitude follows a Rayleigh distribution of mean ``sqrt(pi / N)``.
-
-    Parameters
-    ----------
-    phi : array_like
-        Emission angles in radians.
-    harmonics : sequence of int, optional
-        Positive harmonic numbers.
-
-    Returns
-    -------
-    dict
-        ``n``, ``noise_mean_amplitude`` and, for each ``k``, ``amplitude_k``,
-        ``amplitude_err_k``, ``significance_k``, ``p_value_k``, ``phase_k`` (plain floats).
-    """
-    phi = _angles(phi)
-    ks = list(harmonics)
-    if not ks or any(isinstance(k, bool) or int(k) != k or k < 1 for k in ks):
-        raise InputError(f"harmonics: expected positive integers, got {harmonics!r}")
-    n = phi.size
-    err = math.sqrt(2.0 / n)
-    out = {"n": float(n), "noise_mean_amplitude": math.sqrt(math.pi / n)}
-    for k in ks:
-        k = int(k)
-        c = float(np.mean(np.cos(k * phi)))
-        s = float(np.mean(np.sin(k * phi)))
-        amp = 2.0 * math.hypot(c, s)
-        out[f"amplitude_{k}"] = amp
-        out[f"amplitude_err_{k}"] = err
-        out[f"significance_{k}"] = amp / err
-        out[f"p_value_{k}"] = math.exp(-n * amp * amp / 4.0)
-        out[f"phase_{k}"] = math.atan2(s, c) / k
-    return out
-
-
-def expected_modulation(kappa):
-    """Modulation retained by a von Mises angle estimate of concentration ``kappa``.
-
-    A reconstruction that predicts the density ``exp(kappa cos 2(phi - phi_hat))`` for the
-    emission angle keeps, on average, a fraction
-
-    .. math:: E[\\cos 2(\\phi - \\hat\\phi)] = I_1(\\kappa) / I_0(\\kappa)
-
-    of the modulation; it is the optimal per-event weight of a neural reconstruction
-    (Peirson et al. 2021).  Computed as ``i1e(kappa) / i0e(kappa)``, the exponentially scaled
-    Bessel functions, so it stays finite for any finite ``kappa`` (it tends to
-    ``1 - 1 / (2 kappa)`` for large ``kappa`` and ``kappa / 2`` for small).
-
-    Parameters
-    ----------
-    kappa : float or array_like
-        Concentrations, finite and >= 0 (dimensionless).
-
-    Returns
-    -------
-    float or numpy.ndarray
-        Values in ``[0, 1)``, a float for a scalar input.
-    """
-    arr = np.asarray(kappa, dtype=np.float64)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0.0):
-        raise InputError("kappa: expected finite non-negative concentrations")
-    ratio = special.i1e(arr) / special.i0e(arr)
-    if arr.ndim == 0:
-        return float(ratio)
-    return ratio
-
-
-def sample_modulated_angles(n, mu, phi0, rng):
-    """Draw angles from the modulation curve ``1 + mu cos(2 (phi - phi0))`` on ``[-pi, pi)``.
-
-    Uniform proposals are accepted with probability ``(1 + mu cos 2(phi - phi0)) / (1 + mu)``.
-    A 100% polarized beam seen with modulation factor ``mu`` (or a source of polarization
-    degree ``p`` with ``mu * p``) gives this curve.
-
-    Parameters
-    ----------
-    n : int
-        Number of angles, >= 0.
-    mu : float
-        Modulation amplitude in [0, 1].
-    phi0 : float
-        Phase (polarization angle) in radians.
-    rng : numpy.random.Generator
-        Random generator, e.g. ``np.random.default_rng(seed)``.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``n`` angles in radians.
-    """
-    if isinstance(n, bool) or int(n) != n or n < 0:
-        raise InputError(f"n: expected a non-negative integer, got {n!r}")
-    n = int(n)
-    mu = float(mu)
-    if not 0.0 <= mu <= 1.0:
-        raise InputError(f"mu: expected a modulation amplitude in [0, 1], got {mu}")
-    phi0 = float(phi0)
-    if not math.isfinite(phi0):
-        raise InputError(f"phi0: expected a finite angle in radians, got {phi0}")
-    if not isinstance(rng, np.random.Generator):
-        raise InputError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
-    out = np.empty(n)
-    filled = 0
-    while filled < n:
-        need = n - filled
-        batch = int(need * (1.0 + mu) * 1.1) + 16
-        cand = rng.uniform(-np.pi, np.pi, batch)
-        keep = rng.uniform(0.0, 1.0 + mu, batch) < 1.0 + mu * np.cos(2.0 * (cand - phi0))
-        acc = cand[keep][:need]
-        out[filled:filled + acc.size] = acc
-        filled += acc.size
-    return out
