@@ -187,3 +187,34 @@ def test_unknown_method(tmp_path, simulated):
     result = _run(["ixpe", "evaluate", path, "-o", tmp_path / "out", "--method", "magic"],
                   ok=False)
     _assert_user_error(result, "no reconstruction")
+
+
+def test_train_then_reconstruct_and_evaluate_nn(tmp_path):
+    ev = tmp_path / "ev.h5"
+    _simulate(ev)
+    run = tmp_path / "run"
+    out = _run(["ixpe", "train", ev, "-o", run, "--image-size", "12", "--widths", "4,8,8",
+                "--epochs", "1", "--batch-size", "32", "--max-steps-per-epoch", "3",
+                "--val-fraction", "0.2", "-q"]).output
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["n_train"] == 240 and (run / "model" / "weights.safetensors").exists()
+    # a second run into the same directory must say how to continue
+    _assert_user_error(_run(["ixpe", "train", ev, "-o", run, "-q"], ok=False), "--resume")
+    _run(["ixpe", "reconstruct", ev, "--method", "nn", "--model", run / "model", "--tta", "1",
+          "-q"])
+    _run(["ixpe", "reconstruct", ev, "-q"])
+    report = tmp_path / "report"
+    _run(["ixpe", "evaluate", ev, "-o", report, "--method", "moments", "--method", "nn"])
+    rows = json.loads((report / "metrics.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"moments", "nn"}
+
+
+def test_train_bad_options(tmp_path):
+    ev = tmp_path / "ev.h5"
+    _simulate(ev)
+    _assert_user_error(_run(["ixpe", "train", ev, "-o", tmp_path / "r", "--widths", "a,b"],
+                            ok=False), "--widths")
+    _assert_user_error(_run(["ixpe", "train", ev, "-o", tmp_path / "r", "--image-size", "10"],
+                            ok=False), "multiple of 4")
+    _assert_user_error(_run(["ixpe", "reconstruct", ev, "--method", "nn", "--model",
+                             tmp_path / "missing"], ok=False), "not found")

@@ -1,4 +1,4 @@
-"""``astroreco ixpe simulate|reconstruct|evaluate|info``."""
+"""``astroreco ixpe simulate|train|reconstruct|evaluate|info``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import click
 
-from astroreco.cli.options import (out_option, overwrite_option, quiet_option, seed_option,
-                                   workers_option)
+from astroreco.cli.options import (device_option, out_option, overwrite_option, quiet_option,
+                                   seed_option, workers_option)
 
 
 @click.group()
@@ -48,18 +48,86 @@ def simulate(out, n_events, energy, polarization_degree, polarization_angle, spo
 
 @ixpe.command()
 @click.argument("events", type=click.Path())
-@click.option("--method", default="moments", show_default=True,
-              help="Reconstruction method: moments.")
-@click.option("--fits", type=click.Path(), default=None,
-              help="Also write an IXPE Level-2 FITS event file (for ixpeobssim xpbin).")
+@out_option("Run directory: checkpoints, logs and the trained model in OUT/model.")
+@click.option("--architecture", default="multitask", show_default=True,
+              type=click.Choice(["multitask", "vgg_multihead", "vgg16_multihead",
+                                 "resnet34_impact"]),
+              help="multitask: angle+kappa, impact point, energy; vgg*: the seed's M-head "
+                   "angle ensemble (CPU / paper scale); resnet34_impact: the seed's impact "
+                   "model.")
+@click.option("--representation", default="hexagonal", show_default=True,
+              type=click.Choice(["hexagonal", "cartesian"]),
+              help="Tracks on the hexagonal lattice (axial) or resampled to squares (2x).")
+@click.option("--image-size", type=int, default=24, show_default=True,
+              help="Crop side in hexagonal pixels.")
+@click.option("--widths", default="16,32,64", show_default=True,
+              help="Channel widths of the compact backbone.")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate.")
+@click.option("--patience", type=int, default=3, show_default=True,
+              help="Early stopping on the validation loss.")
+@click.option("--val-fraction", type=float, default=0.05, show_default=True,
+              help="Last fraction of EVENTS kept for validation.")
+@click.option("--max-steps-per-epoch", type=int, default=None,
+              help="Cap the optimiser steps per epoch (quick runs).")
+@click.option("--devices", type=int, default=1, show_default=True,
+              help="Processes (CPU) or GPUs; > 1 trains with DDP.")
+@click.option("--tta", type=click.Choice(["1", "2", "3", "6", "12"]), default="3",
+              show_default=True, help="Lattice symmetries averaged at inference.")
+@click.option("--resume", is_flag=True, help="Continue the run in OUT from its last epoch.")
+@device_option()
+@seed_option()
 @overwrite_option()
 @quiet_option()
-def reconstruct(events, method, fits, overwrite, quiet):
+def train(events, out, architecture, representation, image_size, widths, epochs, batch_size,
+          lr, patience, val_fraction, max_steps_per_epoch, devices, tta, resume, device, seed,
+          overwrite, quiet):
+    """Train a network on simulated EVENTS (with truth)."""
+    import sys
+
+    from astroreco.detectors.ixpe.images import ImageConfig
+    from astroreco.detectors.ixpe.neural import IxpeNetConfig
+    from astroreco.detectors.ixpe.neural import train as run
+    from astroreco.errors import InputError
+    from astroreco.training import OptimConfig, TrainConfig
+
+    try:
+        widths = tuple(int(w) for w in widths.split(","))
+    except ValueError:
+        raise InputError(f"--widths {widths!r}: expected comma-separated integers") from None
+    net = IxpeNetConfig(architecture=architecture, widths=widths, tta=int(tta),
+                        image=ImageConfig(representation=representation, size=image_size))
+    config = TrainConfig(max_epochs=epochs, batch_size=batch_size, patience=patience,
+                         seed=seed, accelerator="gpu" if device.startswith("cuda") else "cpu",
+                         devices=devices, progress=not quiet,
+                         max_steps_per_epoch=max_steps_per_epoch, optim=OptimConfig(lr=lr))
+    summary = run(events, out, net=net, config=config, val_fraction=val_fraction,
+                  resume=resume, overwrite=overwrite,
+                  command="astroreco ixpe train " + " ".join(sys.argv[3:]))
+    click.echo(json.dumps(summary))
+
+
+@ixpe.command()
+@click.argument("events", type=click.Path())
+@click.option("--method", default="moments", show_default=True,
+              help="Reconstruction method: moments or nn (the neural network).")
+@click.option("--model", "model_dir", type=click.Path(), default=None,
+              help="Model directory for --method nn (default: the shipped model).")
+@click.option("--tta", type=click.Choice(["1", "2", "3", "6", "12"]), default=None,
+              help="Lattice symmetries averaged (default: the model's setting).")
+@click.option("--fits", type=click.Path(), default=None,
+              help="Also write an IXPE Level-2 FITS event file (for ixpeobssim xpbin).")
+@device_option()
+@overwrite_option()
+@quiet_option()
+def reconstruct(events, method, model_dir, tta, fits, device, overwrite, quiet):
     """Reconstruct EVENTS; results go under /reco/METHOD in the same file."""
     from astroreco.detectors.ixpe.pipeline import reconstruct as run
 
-    click.echo(json.dumps(run(events, method=method, fits=fits, overwrite=overwrite,
-                              progress=not quiet)))
+    click.echo(json.dumps(run(events, method=method, model=model_dir,
+                              tta=None if tta is None else int(tta), device=device,
+                              fits=fits, overwrite=overwrite, progress=not quiet)))
 
 
 @ixpe.command()

@@ -27,3 +27,8 @@ def workers_option():
 
 def quiet_option():
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+
+
+def device_option(default="cpu"):
+    return click.option("--device", default=default, show_default=True,
+                        help="torch device: cpu, cuda, cuda:1, ...")

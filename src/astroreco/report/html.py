@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from pathlib import Path
+
+import numpy as np
 
 from astroreco import __version__
 
@@ -52,6 +55,19 @@ def write_report(path, title: str, sections: list[tuple[str, str, list]]) -> Pat
     tmp.write_text("\n".join(parts))
     tmp.replace(path)
     return path
+
+
+def json_safe(obj):
+    """``obj`` with numpy scalars made plain and non-finite floats replaced by None."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    return obj
 
 
 def write_json(path, data) -> Path:

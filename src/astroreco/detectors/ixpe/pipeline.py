@@ -31,13 +31,15 @@ EVENT_SCHEMA = EventSchema(
     truth=columns(TRUTH_FIELDS),
 )
 
-#: reconstruction methods known to ``reconstruct`` (the neural one arrives with its model)
-METHODS = ("moments",)
+#: reconstruction methods known to ``reconstruct``
+METHODS = ("moments", "nn")
 
 
 def available_methods() -> list[str]:
-    """Methods ``reconstruct`` can run here (the neural one needs its shipped model)."""
-    return list(METHODS)
+    """Methods ``reconstruct`` can run here (``nn`` needs the shipped model or a model dir)."""
+    from astroreco.detectors.ixpe.neural import default_model_dir
+
+    return [m for m in METHODS if m != "nn" or (default_model_dir() / "config.json").exists()]
 
 
 @functools.lru_cache(maxsize=4)
@@ -143,7 +145,8 @@ def read_tracks(path, start=0, stop=None) -> tuple[np.ndarray, dict]:
         return ef.hits(start, stop)
 
 
-def reconstruct(events, *, method: str = "moments", fits=None, overwrite: bool = False,
+def reconstruct(events, *, method: str = "moments", model=None, tta: int | None = None,
+                device: str = "cpu", fits=None, overwrite: bool = False,
                 chunk_size: int = 200_000, progress: bool = True) -> dict:
     """Reconstruct every event of ``events`` and store the result under ``/reco/<method>``.
 
@@ -152,9 +155,15 @@ def reconstruct(events, *, method: str = "moments", fits=None, overwrite: bool =
     events : path-like
         IXPE event file (from :func:`simulate`, or converted data).
     method : str
-        ``moments`` (the classical reconstruction).
+        ``moments`` (the classical reconstruction) or ``nn`` (a trained network).
+    model : path-like, optional
+        Model directory for ``nn`` (default: the shipped model, ``models/ixpe``).
+    tta : int, optional
+        Lattice symmetries averaged by ``nn`` (default: the model's setting).
+    device : str
+        torch device for ``nn``.
     fits : path-like, optional
-        Also write an IXPE Level-2 event file (FITS) readable by ixpeobssim's ``xpbin``.
+        Also write an IXPE Level-2 FITS file readable by ixpeobssim's ``xpbin``.
     overwrite : bool
         Replace an existing FITS file.  A reconstruction stored under the same method name
         is always replaced (re-running a reconstruction updates it).
@@ -168,6 +177,12 @@ def reconstruct(events, *, method: str = "moments", fits=None, overwrite: bool =
         raise InputError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
     if fits is not None and Path(fits).exists() and not overwrite:
         raise InputError(f"{fits}: file exists (use --overwrite to replace it)")
+    if method == "moments":
+        reconstructor = _MomentsReconstructor()
+    else:
+        from astroreco.detectors.ixpe.neural import NeuralReconstructor
+
+        reconstructor = NeuralReconstructor(model, device=device, tta=tta)
     with EventFile(events, EVENT_SCHEMA) as ef:
         n = ef.n_events
         config = ef.config
@@ -176,23 +191,39 @@ def reconstruct(events, *, method: str = "moments", fits=None, overwrite: bool =
                           enabled=progress) as bar:
             for s, e in ef.iter_chunks(chunk_size):
                 offsets, hits = ef.hits(s, e)
-                parts.append(moments_mod.moments_analysis(offsets, hits["col"], hits["row"],
-                                                          hits["charge"]))
+                parts.append(reconstructor.reconstruct(offsets, hits["col"], hits["row"],
+                                                       hits["charge"]))
                 bar.advance(e - s)
-    table = {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
-             for k in (f[0] for f in moments_mod.OUTPUT_FIELDS)}
-    table["energy_kev"] = charge_to_energy(table["pha"], config)
-    write_reconstruction(events, method, table, fields=moments_mod.OUTPUT_FIELDS + (
-        ("energy_kev", "f4", "keV", "energy from the cluster charge (nominal gain)"),),
-        config={"method": method, "config": moments_mod.MomentsConfig().__dict__},
-        overwrite=True)
+    fields = reconstructor.fields
+    table = {f[0]: np.concatenate([p[f[0]] for p in parts]) if parts else
+             np.zeros(0, f[1]) for f in fields}
+    if method == "moments":
+        table["energy_kev"] = charge_to_energy(table["pha"], config)
+        fields = fields + (("energy_kev", "f4", "keV",
+                            "energy from the cluster charge (nominal gain)"),)
+    write_reconstruction(events, method, table, fields=fields,
+                         config={"method": method, "config": reconstructor.config_dict()},
+                         overwrite=True)
     if fits is not None:
         write_fits(events, fits, method=method, overwrite=overwrite)
     status = table["status"]
     return {"method": method, "n_events": int(n), "file": str(events),
             "status_counts": {name: int(np.count_nonzero(status & bit))
-                              for bit, name in moments_mod.STATUS_BITS.items()},
+                              for bit, name in reconstructor.status_bits.items()},
             "fits": None if fits is None else str(fits)}
+
+
+class _MomentsReconstructor:
+    """The moments analysis behind the common reconstructor interface."""
+
+    fields = moments_mod.OUTPUT_FIELDS
+    status_bits = moments_mod.STATUS_BITS
+
+    def reconstruct(self, offsets, col, row, charge):
+        return moments_mod.moments_analysis(offsets, col, row, charge)
+
+    def config_dict(self):
+        return moments_mod.MomentsConfig().__dict__
 
 
 def charge_to_energy(pha, config: dict) -> np.ndarray:
@@ -209,8 +240,10 @@ def write_fits(events, fits, *, method="moments", overwrite=False):
     with EventFile(events, EVENT_SCHEMA) as ef:
         r = ef.reco(method)
     ok = np.isfinite(r["phi"]) & (r["energy_kev"] > 0) & (r["energy_kev"] < 15)
+    weight = r["w_mom"] if "w_mom" in r else r["weight"]
+    ok &= np.isfinite(weight)
     write_level2(fits, phi=r["phi"][ok], energy_kev=r["energy_kev"][ok], x_mm=r["x_mm"][ok],
-                 y_mm=r["y_mm"][ok], w_mom=r["w_mom"][ok], status=r["status"][ok].astype(int),
+                 y_mm=r["y_mm"][ok], w_mom=weight[ok], status=r["status"][ok].astype(int),
                  overwrite=overwrite)
     return Path(fits)
 

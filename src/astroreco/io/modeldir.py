@@ -1,0 +1,133 @@
+"""Model directories: ``weights.safetensors`` + ``config.json`` + ``card.md``.
+
+``config.json`` carries everything needed to rebuild the network and its preprocessing
+(``detector``, ``architecture``, ``preprocessing``, ...) plus the training provenance;
+``card.md`` is the human-readable model card.  Weights are safetensors, so loading a model
+never executes code.  A directory is written under a temporary name and renamed when
+complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from astroreco import __version__
+from astroreco.errors import InputError
+
+MODEL_FORMAT = "astroreco-model"
+MODEL_FORMAT_VERSION = 1
+FILES = ("weights.safetensors", "config.json", "card.md")
+
+
+def save_model_dir(path, state_dict: dict, config: dict, card: str, *,
+                   overwrite: bool = False) -> Path:
+    """Write a model directory atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Directory to create.
+    state_dict : dict of tensors
+        The network's weights (buffers included).
+    config : dict
+        JSON-able; must hold ``detector``.  ``format``, ``format_version`` and
+        ``astroreco_version`` are added.
+    card : str
+        Markdown model card.
+    """
+    path = Path(path)
+    if "detector" not in config:
+        raise InputError("model config: expected a 'detector' entry")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: directory exists (use --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tensors = _own_storage(state_dict)
+        save_file(tensors, str(tmp / "weights.safetensors"))
+        full = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
+                "astroreco_version": __version__, **config}
+        (tmp / "config.json").write_text(json.dumps(full, indent=2) + "\n")
+        (tmp / "card.md").write_text(card)
+        os.chmod(tmp, 0o755)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _own_storage(state_dict: dict) -> dict:
+    """CPU, contiguous tensors, each on its own storage.
+
+    safetensors refuses tensors that share memory, which a state dict holds for tied
+    weights (one module or parameter reachable under two names): those are copied.
+    """
+    tensors, seen = {}, set()
+    for k, v in state_dict.items():
+        t = v.detach().cpu().contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen:
+            t = t.clone()
+        seen.add(ptr)
+        tensors[k] = t
+    return tensors
+
+
+def read_model_config(path, detector: str | None = None) -> dict:
+    """``config.json`` of a model directory, checked for format and detector."""
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: model directory not found")
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        raise InputError(f"{path}: model directory is missing {', '.join(missing)}")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path / 'config.json'}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
+        raise InputError(f"{path / 'config.json'}: not an astroreco model configuration")
+    if config.get("format_version") != MODEL_FORMAT_VERSION:
+        raise InputError(f"{path / 'config.json'}: model format version "
+                         f"{config.get('format_version')}, this astroreco reads "
+                         f"{MODEL_FORMAT_VERSION}")
+    if detector is not None and config.get("detector") != detector:
+        raise InputError(f"{path}: a model for detector {config.get('detector')!r}, "
+                         f"expected one for {detector!r}")
+    return config
+
+
+def load_model_dir(path, detector: str | None = None) -> tuple[dict, dict]:
+    """(state_dict, config) of a model directory; no code is executed."""
+    config = read_model_config(path, detector)
+    try:
+        state = load_file(str(Path(path) / "weights.safetensors"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{Path(path) / 'weights.safetensors'}: unreadable ({exc})") from None
+    return state, config
+
+
+def load_state(module: torch.nn.Module, state: dict, path) -> None:
+    """Load ``state`` into ``module``, with a one-line error on any mismatch."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise InputError(f"{path}: weights do not match the configured architecture "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for k, v in state.items():
+        if own[k].shape != v.shape:
+            raise InputError(f"{path}: weight {k} has shape {tuple(v.shape)}, the configured "
+                             f"architecture expects {tuple(own[k].shape)}")
+    module.load_state_dict(state)

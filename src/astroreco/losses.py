@@ -1,0 +1,346 @@
+"""Detector-agnostic training losses: directions, angles, uncertainties, ensembles.
+
+Every loss is a :class:`Loss`: ``loss(prediction, target, weight=None)``.  The base class
+checks shapes (an :class:`~astroreco.errors.InputError` with a one-line message naming
+both shapes), asks the subclass for one loss per event, ``per_event -> (N,)``, then applies
+the optional per-event weights and the reduction.  A prediction with several parts, e.g.
+``(vector, kappa)`` from :class:`astroreco.nn.heads.DirectionKappaHead`, is a tuple; the
+names of its parts are :attr:`Loss.parts` and their shapes :attr:`Loss.shapes`.
+
+All code is float32-safe: concentrations ``kappa`` from ``1e-8`` to ``1e30`` and zero
+prediction vectors give finite losses and gradients.  Angles are in radians.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from astroreco.errors import InputError
+
+__all__ = ["CosineLoss", "GaussianNLLLoss", "Loss", "MSELoss", "MultipleChoiceLoss",
+           "VonMisesFisherLoss", "VonMisesLoss", "unit_vector"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_LOG_4PI = math.log(4.0 * math.pi)
+
+
+def unit_vector(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Unit vector along the last axis, finite with finite gradient at ``x = 0``.
+
+    .. math:: \\hat x = x / \\max(|x|, \\epsilon)
+
+    (as :func:`torch.nn.functional.normalize`), exact for ``|x| >= eps``; below, the result
+    is ``x / eps`` (zero for a zero vector) with gradient ``1 / eps``.  ``x`` is first divided
+    by a detached ``max(max_i |x_i|, 1)``, which changes neither value nor gradient but keeps
+    ``|x|^2`` from overflowing in float32.
+    """
+    scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(1.0)
+    return F.normalize(x / scale, dim=-1, eps=eps)
+
+
+def _fmt(shape) -> str:
+    dims = [str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+class Loss(nn.Module):
+    """Base class: shape checks, per-event weights and reduction.
+
+    Subclasses set :attr:`parts` and :attr:`shapes` and implement :meth:`per_event`.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}
+        ``"mean"`` is the weighted mean :math:`\\sum_i w_i l_i / \\sum_i w_i` (plain mean
+        without weights), ``"sum"`` is :math:`\\sum_i w_i l_i`, ``"none"`` returns the
+        ``(N,)`` tensor :math:`w_i l_i`.  Weights must be non-negative with a positive sum.
+    """
+
+    #: names of the prediction's tensors in order; one name means a plain tensor
+    parts: tuple[str, ...] = ("prediction",)
+    #: shape pattern of each part and of ``"target"``: ints are fixed sizes, letters are
+    #: sizes that must agree between tensors (``N`` is the number of events)
+    shapes: dict[str, tuple] = {"prediction": ("N", "D"), "target": ("N", "D")}
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        if reduction not in ("mean", "sum", "none"):
+            raise InputError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
+        self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+    def split(self, prediction) -> tuple[torch.Tensor, ...]:
+        """The prediction as a tuple of :attr:`parts` tensors; InputError if it is not."""
+        single = len(self.parts) == 1
+        parts = (prediction,) if single else prediction
+        if (not isinstance(parts, (tuple, list)) or len(parts) != len(self.parts)
+                or not all(isinstance(p, torch.Tensor) for p in parts)):
+            want = "a tensor" if single else f"a tuple ({', '.join(self.parts)}) of tensors"
+            got = type(prediction).__name__
+            if isinstance(prediction, (tuple, list)):
+                got += f" of length {len(prediction)}"
+            raise InputError(f"{type(self).__name__}: expected prediction as {want}, got {got}")
+        return tuple(parts)
+
+    def check(self, prediction, target, weight=None) -> None:
+        """Raise InputError unless prediction, target and weight have the shapes expected."""
+        parts = self.split(prediction)
+        labels = ["prediction"] if len(parts) == 1 else [f"prediction {p}" for p in self.parts]
+        items = [(lab, t, self.shapes[p]) for lab, p, t in zip(labels, self.parts, parts)]
+        items.append(("target", target, self.shapes["target"]))
+        if weight is not None:
+            items.append(("weight", weight, ("N",)))
+        _match_shapes(type(self).__name__, items)
+
+    def per_event(self, prediction, target) -> torch.Tensor:
+        """Loss of each event, shape ``(N,)``; shapes are already checked."""
+        raise NotImplementedError
+
+    def forward(self, prediction, target, weight=None) -> torch.Tensor:
+        self.check(prediction, target, weight)
+        loss = self.per_event(prediction, target)
+        if weight is not None:
+            loss = loss * weight
+        if self.reduction == "none":
+            return loss
+        if self.reduction == "sum":
+            return loss.sum()
+        return loss.mean() if weight is None else loss.sum() / weight.sum()
+
+
+def _match_shapes(owner: str, items) -> None:
+    """Check ``(label, tensor, pattern)`` items in order, binding the letters of patterns."""
+    bound: dict[str, tuple[int, str, tuple]] = {}
+    for label, tensor, pattern in items:
+        if not isinstance(tensor, torch.Tensor):
+            raise InputError(f"{owner}: expected {label} as a tensor, got {type(tensor).__name__}")
+        shape = tuple(tensor.shape)
+        if len(shape) != len(pattern) or any(isinstance(p, int) and s != p
+                                             for s, p in zip(shape, pattern)):
+            raise InputError(f"{owner}: {label} has shape {_fmt(shape)}; expected {_fmt(pattern)}")
+        for size, sym in zip(shape, pattern):
+            if isinstance(sym, int):
+                continue
+            if sym in bound and bound[sym][0] != size:
+                _, other, other_shape = bound[sym]
+                raise InputError(f"{owner}: {other} has shape {_fmt(other_shape)} but {label} "
+                                 f"has {_fmt(shape)}; expected {label} {_fmt(pattern)}")
+            bound.setdefault(sym, (size, label, shape))
+
+
+class CosineLoss(Loss):
+    """One minus the cosine of the angle between prediction and target.
+
+    .. math:: l = 1 - \\hat p \\cdot \\hat t
+
+    ``prediction`` ``(N, D)`` is any vector (normalised here with :func:`unit_vector`, so
+    a zero vector gives ``l = 1`` and a finite gradient); ``target`` ``(N, D)`` is the true
+    direction, normalised too.  ``l`` lies in ``[0, 2]``.
+    """
+
+    def per_event(self, prediction, target):
+        return 1.0 - (unit_vector(prediction) * unit_vector(target)).sum(dim=-1)
+
+
+class MSELoss(Loss):
+    """Squared distance per event, e.g. for an impact point.
+
+    .. math:: l = \\sum_{d=1}^{D} (p_d - t_d)^2
+
+    ``prediction`` and ``target`` are ``(N, D)`` in the same units; ``l`` is in those units
+    squared.
+    """
+
+    def per_event(self, prediction, target):
+        return ((prediction - target) ** 2).sum(dim=-1)
+
+
+class VonMisesLoss(Loss):
+    """Heteroscedastic von Mises negative log-likelihood of an angle with ``h``-fold symmetry.
+
+    ``prediction = (vector, kappa)``: ``vector`` ``(N, 2)`` whose direction is the mean
+    ``mu`` of ``h * phi`` (normalised here), ``kappa`` ``(N,)`` the concentration, > 0;
+    ``target``: angles ``phi`` ``(N,)`` in radians.  With :math:`I_0` the modified Bessel
+    function (von Mises density, e.g. Mardia & Jupp 2000, *Directional Statistics*):
+
+    .. math::
+        l = -\\kappa \\cos(h\\phi - \\mu) + \\log 2\\pi + \\log I_0(\\kappa),
+        \\qquad \\log I_0(\\kappa) = \\log \\mathrm{i0e}(\\kappa) + \\kappa,
+
+    computed as :math:`\\kappa(1 - \\cos) + \\log \\mathrm{i0e}(\\kappa) + \\log 2\\pi`,
+    which is stable for every ``kappa``.  Constant convention: ``l = -log f(h phi)`` with
+    ``f`` the von Mises density, i.e. ``scipy.stats.vonmises.logpdf(h*phi, kappa, loc=mu)``
+    negated.  This is also the exact density of ``phi`` on the whole circle ``[0, 2 pi)``
+    (its integral over ``phi`` is 1), so no Jacobian term is added; the ``- log h`` for
+    ``phi`` restricted to one period ``[0, 2 pi / h)`` is left out (a constant).
+
+    Parameters
+    ----------
+    harmonic : int
+        ``h``: 2 for axial data such as photoelectron emission angles (``phi`` and
+        ``phi + pi`` equivalent), 1 for ordinary angles.
+    reduction : str
+        See :class:`Loss`.
+    """
+
+    parts = ("vector", "kappa")
+    shapes = {"vector": ("N", 2), "kappa": ("N",), "target": ("N",)}
+
+    def __init__(self, harmonic: int = 2, reduction: str = "mean"):
+        super().__init__(reduction)
+        if int(harmonic) != harmonic or harmonic < 1:
+            raise InputError(f"harmonic: expected a positive integer, got {harmonic!r}")
+        self.harmonic = int(harmonic)
+
+    def extra_repr(self) -> str:
+        return f"harmonic={self.harmonic}, " + super().extra_repr()
+
+    def per_event(self, prediction, target):
+        vector, kappa = prediction
+        psi = self.harmonic * target
+        cos = (unit_vector(vector) * torch.stack((torch.cos(psi), torch.sin(psi)), -1)).sum(-1)
+        return (kappa * (1.0 - cos).clamp_min(0.0) + torch.log(torch.special.i0e(kappa))
+                + _LOG_2PI)
+
+
+def _log_sinhc_minus_k(kappa: torch.Tensor, small: float = 1e-2) -> torch.Tensor:
+    """``log(sinh(k) / k) - k = log((1 - exp(-2k)) / (2k))``, stable with stable gradient.
+
+    Below ``small`` the Taylor series ``-k + k^2/6 - k^4/180`` (error < k^6/2835) replaces the
+    closed form, whose gradient cancels catastrophically as ``k -> 0`` in float32.
+    """
+    ks = kappa.clamp(max=small)
+    series = -ks + ks * ks / 6.0 - ks ** 4 / 180.0
+    kl = kappa.clamp(min=small)
+    exact = torch.log(-torch.expm1(-2.0 * kl)) - torch.log(2.0 * kl)
+    return torch.where(kappa < small, series, exact)
+
+
+class VonMisesFisherLoss(Loss):
+    """Heteroscedastic von Mises-Fisher negative log-likelihood on the unit sphere S2.
+
+    ``prediction = (vector, kappa)``: ``vector`` ``(N, 3)`` along the mean direction ``mu``
+    (normalised here), ``kappa`` ``(N,)`` > 0; ``target``: true unit vectors ``x``
+    ``(N, 3)``.  With the normalisation of the ``p = 3`` density (Fisher 1953; Mardia &
+    Jupp 2000, *Directional Statistics*):
+
+    .. math::
+        l = -\\log C_3(\\kappa) - \\kappa\\, \\mu \\cdot x, \\qquad
+        \\log C_3(\\kappa) = \\log\\kappa - \\log 4\\pi - \\log\\sinh\\kappa,
+
+    computed as :math:`\\kappa (1 - \\mu\\cdot x) + \\log 4\\pi
+    + \\log\\frac{1 - e^{-2\\kappa}}{2\\kappa}`, exact and stable from ``kappa -> 0``
+    (limit ``log 4 pi``) to ``kappa = 1e30``; equal to
+    ``-scipy.stats.vonmises_fisher(mu, kappa).logpdf(x)``.
+    """
+
+    parts = ("vector", "kappa")
+    shapes = {"vector": ("N", 3), "kappa": ("N",), "target": ("N", 3)}
+
+    def per_event(self, prediction, target):
+        vector, kappa = prediction
+        cos = (unit_vector(vector) * unit_vector(target)).sum(-1)
+        return kappa * (1.0 - cos).clamp_min(0.0) + _LOG_4PI + _log_sinhc_minus_k(kappa)
+
+
+class GaussianNLLLoss(Loss):
+    """Heteroscedastic Gaussian negative log-likelihood with a diagonal covariance.
+
+    ``prediction = (mean, log_var)``, both ``(N, D)``: the mean and the natural log of the
+    variance (units of the target squared); ``target`` ``(N, D)``.  Summed over ``D``
+    (Nix & Weigend 1994, "Estimating the mean and variance of the target probability
+    distribution"):
+
+    .. math::
+        l = \\frac12 \\sum_{d=1}^{D} \\left[\\log\\sigma_d^2
+            + (x_d - m_d)^2 e^{-\\log\\sigma_d^2} + \\log 2\\pi\\right]
+
+    ``log_var`` is clamped to ``[-LOG_VAR_LIMIT, LOG_VAR_LIMIT] = [-30, 30]`` inside the
+    loss so that ``exp(-log_var)`` stays finite in float32; beyond these ends the loss is
+    flat in ``log_var`` (zero gradient).  :class:`astroreco.nn.heads.GaussianHead` keeps
+    ``log_var`` well inside, in ``(-12, 6)`` by default.
+    """
+
+    LOG_VAR_LIMIT = 30.0
+    parts = ("mean", "log_var")
+    shapes = {"mean": ("N", "D"), "log_var": ("N", "D"), "target": ("N", "D")}
+
+    def per_event(self, prediction, target):
+        mean, log_var = prediction
+        log_var = log_var.clamp(-self.LOG_VAR_LIMIT, self.LOG_VAR_LIMIT)
+        terms = log_var + (target - mean) ** 2 * torch.exp(-log_var) + _LOG_2PI
+        return 0.5 * terms.sum(dim=-1)
+
+
+class MultipleChoiceLoss(Loss):
+    """Stochastic multiple-choice learning for an ensemble of ``M`` heads.
+
+    Each head ``m`` predicts the same target; its loss is ``base.per_event``.  Per event the
+    head with the lowest loss (argmin without gradient) gets weight ``best_weight``, every
+    other head ``(1 - best_weight) / (M - 1)`` (``M = 1``: weight 1):
+
+    .. math:: l = \\sum_{m=1}^{M} w_m\\, l_m, \\qquad
+        w_m = \\begin{cases} b & m = \\arg\\min_k l_k \\\\ (1-b)/(M-1) & \\text{otherwise}
+        \\end{cases}
+
+    ``best_weight = 1`` is the winner-takes-all oracle loss of stochastic multiple-choice
+    learning (Lee et al. 2015, "Why M heads are better than one", arXiv:1511.06314; Lee et
+    al. 2016, "Stochastic multiple choice learning for training diverse deep ensembles",
+    NeurIPS); ``best_weight < 1`` is the relaxed form of Rupprecht et al. 2017 ("Learning in
+    an uncertain world", ICCV), which keeps every head trained.
+
+    ``prediction``: a tensor ``(N, M, ...)`` or a tuple whose parts are all ``(N, M, ...)``
+    (the base's parts with a head axis inserted at 1); ``target`` as for ``base``.
+    The base's own reduction is not used.
+    """
+
+    def __init__(self, base: Loss, best_weight: float = 0.9, reduction: str = "mean"):
+        super().__init__(reduction)
+        if not isinstance(base, Loss) or isinstance(base, MultipleChoiceLoss):
+            raise InputError(f"base: expected an astroreco Loss, got {type(base).__name__}")
+        if not 0.0 < float(best_weight) <= 1.0:
+            raise InputError(f"best_weight: expected a value in (0, 1], got {best_weight}")
+        self.base = base
+        self.best_weight = float(best_weight)
+        self.parts = base.parts
+
+    def extra_repr(self) -> str:
+        return f"best_weight={self.best_weight}, " + super().extra_repr()
+
+    def check(self, prediction, target, weight=None) -> None:
+        parts = self.split(prediction)
+        lead = tuple(parts[0].shape[:2])
+        for name, p in zip(self.parts, parts):
+            if p.dim() < 2 or tuple(p.shape[:2]) != lead:
+                raise InputError(f"MultipleChoiceLoss: prediction {name} has shape "
+                                 f"{_fmt(p.shape)}; expected (N, M, ...) with (N, M) = "
+                                 f"{_fmt(lead)}")
+        first = tuple(p[:, 0] for p in parts)
+        try:
+            self.base.check(first[0] if len(first) == 1 else first, target, weight)
+        except InputError as err:  # name the wrapper; shapes shown are those of one head
+            raise InputError(f"MultipleChoiceLoss, per head: {err}") from None
+
+    def per_head(self, prediction, target) -> torch.Tensor:
+        """Base loss of every head, shape ``(N, M)`` (shapes not checked)."""
+        parts = self.split(prediction)
+        n, m = parts[0].shape[:2]
+        flat = tuple(p.reshape(n * m, *p.shape[2:]) for p in parts)
+        rep = target.unsqueeze(1).expand(n, m, *target.shape[1:]).reshape(n * m, *target.shape[1:])
+        return self.base.per_event(flat[0] if len(flat) == 1 else flat, rep).reshape(n, m)
+
+    def per_event(self, prediction, target):
+        losses = self.per_head(prediction, target)
+        m = losses.shape[1]
+        if m == 1:
+            return losses[:, 0]
+        best = losses.detach().argmin(dim=1, keepdim=True)
+        w = torch.full_like(losses, (1.0 - self.best_weight) / (m - 1))
+        w = w.scatter(1, best, self.best_weight)
+        return (w * losses).sum(dim=1)

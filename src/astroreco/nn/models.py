@@ -1,0 +1,83 @@
+"""Models composed of a backbone and named task heads (detector-agnostic).
+
+A model maps a batch (dict of tensors) to a dict of outputs, which is what the training
+engine and the task losses expect.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MultiTaskNet(nn.Module):
+    """Backbone features shared by several heads.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        ``(N, C, H, W) -> (N, F)``; must have ``n_features``.
+    heads : dict of str -> nn.Module
+        Each maps features to that task's output (a tensor or a tuple of tensors).  Heads
+        run in the given order.
+    input_key : str
+        Batch entry holding the image.
+    feed : dict of str -> list of str, optional
+        ``{"angle": ["impact"]}`` appends the (detached) first output of the ``impact``
+        head to the features the ``angle`` head sees; its ``in_features`` must include them.
+    """
+
+    def __init__(self, backbone: nn.Module, heads: dict, *, input_key: str = "image",
+                 feed: dict | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleDict(heads)
+        self.input_key = input_key
+        self.feed = dict(feed or {})
+
+    def forward(self, batch: dict) -> dict:
+        features = self.backbone(batch[self.input_key])  # (N, F)
+        outputs = {}
+        for name, head in self.heads.items():
+            x = features
+            if name in self.feed:
+                extra = [_first(outputs[src]).detach().flatten(1) for src in self.feed[name]]
+                x = torch.cat([features] + extra, dim=1)
+            outputs[name] = head(x)
+        return outputs
+
+
+class EnsembleDirectionNet(nn.Module):
+    """An M-head ensemble predicting unit direction vectors: output ``(N, M, D)``.
+
+    ``backbone`` maps ``(N, C, H, W) -> (N, M, D)`` (e.g. a VGG multi-head network).
+    """
+
+    def __init__(self, backbone: nn.Module, *, output: str = "direction",
+                 input_key: str = "image"):
+        super().__init__()
+        self.backbone = backbone
+        self.output = output
+        self.input_key = input_key
+
+    def forward(self, batch: dict) -> dict:
+        v = self.backbone(batch[self.input_key])  # (N, M, D)
+        return {self.output: F.normalize(v, dim=-1, eps=1e-12)}
+
+
+class RegressionNet(nn.Module):
+    """A backbone whose output is the prediction itself (e.g. a ResNet with ``fc``)."""
+
+    def __init__(self, backbone: nn.Module, *, output: str, input_key: str = "image"):
+        super().__init__()
+        self.backbone = backbone
+        self.output = output
+        self.input_key = input_key
+
+    def forward(self, batch: dict) -> dict:
+        return {self.output: self.backbone(batch[self.input_key])}
+
+
+def _first(x):
+    return x[0] if isinstance(x, (tuple, list)) else x
