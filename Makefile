@@ -33,6 +33,7 @@ test-all: setup
 ## quality and speed benchmarks, each writes JSON (+ PNG) under benchmarks/results/
 bench: setup
 	$(PY) benchmarks/ixpe_classical.py --out benchmarks/results
+	$(PY) benchmarks/ixpe_nn.py --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) benchmarks/results .pytest_cache

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import write_result  # noqa: E402
+from common import machine, write_result  # noqa: E402
 
 from astroreco.detectors.ixpe import neural  # noqa: E402
 from astroreco.detectors.ixpe.evaluate import (CALIBRATION_BINS,  # noqa: E402
@@ -522,6 +522,29 @@ def run(args) -> dict:
             tmp.cleanup()
 
 
+def write_card(model_dir, results, args):
+    """Rewrite ``card.md`` of ``model_dir`` with the measured section (atomically)."""
+    import json
+    from pathlib import Path
+
+    m = machine()
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    history_file = model_dir / "history.json"
+    history = json.loads(history_file.read_text()) if history_file.exists() else []
+    cmd = ("python benchmarks/ixpe_nn.py --model " + str(args.model or "models/ixpe") +
+           f" --n-per-energy {args.n_per_energy} --threads {args.threads}")
+    measured = (card_section(results) + "\n\nMeasured with `" + cmd + "` on "
+                + f"{m.get('cpu_model', m['processor'])}, {m['cpus']} CPUs, "
+                f"{args.threads} threads" +
+                "; events simulated with seeds never used in training.\n")
+    old = (model_dir / "card.md").read_text() if (model_dir / "card.md").exists() else ""
+    notes = old[old.index("\n## Notes"):] if "\n## Notes" in old else ""
+    tmp = model_dir / ".card.md.tmp"
+    tmp.write_text(neural.model_card(config, history, measured=measured) + notes)
+    tmp.replace(model_dir / "card.md")
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None,
@@ -542,6 +565,8 @@ def parse_args(argv=None):
                     help="other model directories scored on the same events")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
     ap.add_argument("--quick", action="store_true", help="small samples, a smoke run")
+    ap.add_argument("--write-card", action="store_true",
+                    help="write the measured table into the model's card.md")
     args = ap.parse_args(argv)
     if args.n_per_energy is None:
         args.n_per_energy = 2000 if args.quick else 50_000
@@ -560,6 +585,8 @@ def main(argv=None):
     results = json_safe(run(args))
     path = write_result(args.out, "ixpe_nn", results)
     print(card_section(results))
+    if args.write_card:
+        write_card(args.model or neural.default_model_dir(), results, args)
     print(f"-> {path}")
     return results
 

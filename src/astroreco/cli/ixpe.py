@@ -75,14 +75,20 @@ def simulate(out, n_events, energy, polarization_degree, polarization_angle, spo
               help="Processes (CPU) or GPUs; > 1 trains with DDP.")
 @click.option("--tta", type=click.Choice(["1", "2", "3", "6", "12"]), default="3",
               show_default=True, help="Lattice symmetries averaged at inference.")
+@click.option("--pretrained", type=click.Path(), default=None,
+              help="resnet34_impact: torchvision-format ResNet-34 weights on disk (e.g. "
+                   "ImageNet) to start from; only the last layer is trained unless "
+                   "--fine-tune all.")
+@click.option("--fine-tune", type=click.Choice(["last", "all"]), default="last",
+              show_default=True, help="With --pretrained: which layers train.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from its last epoch.")
 @device_option()
 @seed_option()
 @overwrite_option()
 @quiet_option()
 def train(events, out, architecture, representation, image_size, widths, epochs, batch_size,
-          lr, patience, val_fraction, max_steps_per_epoch, devices, tta, resume, device, seed,
-          overwrite, quiet):
+          lr, patience, val_fraction, max_steps_per_epoch, devices, tta, pretrained, fine_tune,
+          resume, device, seed, overwrite, quiet):
     """Train a network on simulated EVENTS (with truth)."""
     import sys
 
@@ -97,6 +103,7 @@ def train(events, out, architecture, representation, image_size, widths, epochs,
     except ValueError:
         raise InputError(f"--widths {widths!r}: expected comma-separated integers") from None
     net = IxpeNetConfig(architecture=architecture, widths=widths, tta=int(tta),
+                        pretrained=pretrained, fine_tune=fine_tune,
                         image=ImageConfig(representation=representation, size=image_size))
     config = TrainConfig(max_epochs=epochs, batch_size=batch_size, patience=patience,
                          seed=seed, accelerator="gpu" if device.startswith("cuda") else "cpu",

@@ -57,7 +57,11 @@ def save_model_dir(path, state_dict: dict, config: dict, card: str, *,
                 "astroreco_version": __version__, **config}
         (tmp / "config.json").write_text(json.dumps(full, indent=2) + "\n")
         (tmp / "card.md").write_text(card)
-        os.chmod(tmp, 0o755)
+        umask = os.umask(0)
+        os.umask(umask)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~umask)
+        os.chmod(tmp, 0o777 & ~umask)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -162,3 +162,32 @@ def test_other_architectures_build_and_score(arch, events):
     terms = loss(model(batch), batch)
     assert torch.isfinite(terms["loss"])
     terms["loss"].backward()
+
+
+def test_resnet34_impact_starts_from_torchvision_weights(events, tmp_path):
+    """The seed's transfer learning: ImageNet-format weights on disk, only fc trains."""
+    from astroreco.nn.backbones import resnet34
+
+    weights = tmp_path / "resnet34_imagenet.pth"
+    torch.manual_seed(0)
+    torch.save(resnet34().state_dict(), weights)
+    net = neural.IxpeNetConfig(architecture="resnet34_impact", image=ImageConfig(size=16),
+                               pretrained=str(weights))
+    cfg = TrainConfig(max_epochs=1, batch_size=16, progress=False, max_steps_per_epoch=2,
+                      optim=OptimConfig(lr=1e-3, warmup_steps=1))
+    summary = neural.train(events, tmp_path / "run", net=net, config=cfg, val_fraction=0.05)
+    state = __import__("safetensors.torch", fromlist=["load_file"]).load_file(
+        str(tmp_path / "run" / "model" / "weights.safetensors"))
+    ref = torch.load(weights, weights_only=True)
+    # the frozen layers are the file's (conv1 averaged over RGB), fc was trained
+    assert torch.allclose(state["backbone.layer3.1.conv2.weight"], ref["layer3.1.conv2.weight"])
+    assert torch.allclose(state["backbone.conv1.weight"],
+                          ref["conv1.weight"].mean(1, keepdim=True))
+    assert state["backbone.fc.weight"].shape == (2, 512)
+    rec = neural.NeuralReconstructor(summary["model"], tta=1)
+    with EventFile(events) as ef:
+        off, h = ef.hits(0, 20)
+    r = rec.reconstruct(off, h["col"], h["row"], h["charge"])
+    assert np.all(np.isfinite(r["x_mm"])) and np.all(np.isnan(r["phi"]))
+    with pytest.raises(InputError, match="resnet34_impact"):
+        neural.IxpeNetConfig(pretrained=str(weights))

@@ -69,6 +69,13 @@ class IxpeNetConfig:
         Loss weight of the best head (stochastic multiple-choice learning).
     tta : int
         Lattice symmetries averaged at inference (1, 2, 3, 6 or 12).
+    pretrained : str or None
+        ``resnet34_impact`` only: a torchvision-format ResNet-34 state dict on disk (e.g.
+        ImageNet weights) loaded before training (recorded for provenance; inference loads
+        the trained weights only).
+    fine_tune : str
+        With ``pretrained``: ``last`` trains only the final layer (the seed paper's
+        transfer learning), ``all`` trains everything.
     """
 
     architecture: str = "multitask"
@@ -81,6 +88,8 @@ class IxpeNetConfig:
     n_heads: int = 8
     best_weight: float = 0.9
     tta: int = 3
+    pretrained: str | None = None
+    fine_tune: str = "last"
 
     def __post_init__(self):
         if isinstance(self.image, dict):
@@ -89,6 +98,10 @@ class IxpeNetConfig:
         if self.architecture not in ARCHITECTURES:
             raise InputError(f"architecture {self.architecture!r}: expected one of "
                              f"{', '.join(ARCHITECTURES)}")
+        if self.pretrained is not None and self.architecture != "resnet34_impact":
+            raise InputError("pretrained weights: only for architecture resnet34_impact")
+        if self.fine_tune not in ("last", "all"):
+            raise InputError(f"fine_tune {self.fine_tune!r}: expected 'last' or 'all'")
         if self.tta not in TTA_SYMMETRIES:
             raise InputError(f"tta {self.tta}: expected one of "
                              f"{', '.join(map(str, TTA_SYMMETRIES))}")
@@ -426,6 +439,10 @@ def train(events, out, *, net: IxpeNetConfig | None = None, config=None,
         with EventFile(val_events, EVENT_SCHEMA) as ef:
             val_src = IxpeSource(val_events, 0, ef.n_events, net.image)
     model = build_model(net)
+    if net.pretrained:
+        from astroreco.nn.backbones import load_torchvision_weights
+
+        load_torchvision_weights(model.backbone, net.pretrained, train=net.fine_tune)
     result = fit(model, build_loss(net), train_src, val_src, out, config=config,
                  model_config=net.to_dict(), resume=resume, overwrite=overwrite)
     summary = {"events": str(events), "n_train": train_src.n_events,
@@ -448,6 +465,11 @@ def train(events, out, *, net: IxpeNetConfig | None = None, config=None,
     return summary
 
 
+def _spectrum_label(sim: dict) -> str:
+    spec = sim.get("source", {}).get("spectrum", "?")
+    return spec.get("label", str(spec)) if isinstance(spec, dict) else str(spec)
+
+
 def model_card(config: dict, history=(), measured: str = "") -> str:
     """Markdown model card: what the network is, what it was trained on, how to redo it."""
     net = config["network"]
@@ -467,8 +489,10 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              f"- test-time averaging over {net['tta']} lattice symmetries", "",
              "## Training", "",
              f"- data: `{tr['events']}`: {tr['n_train']} training and {tr['n_val']} "
-             f"validation tracks (simulation: energy {sim.get('source', {}).get('spectrum', '?')}, "
-             f"seed {sim.get('seed', '?')})",
+             f"validation tracks of {sim.get('n_events', '?')} simulated "
+             f"({_spectrum_label(sim)}, polarization degree "
+             f"{sim.get('source', {}).get('polarization_degree', '?')}, seed "
+             f"{sim.get('seed', '?')}, default detector settings)",
              f"- {tr['epochs']} epochs, {tr['steps']} steps, {tr['train_seconds']} s on "
              f"{tr['machine']} ({tr['threads']} threads); best validation loss "
              f"{tr['best_val_loss']:.4f}",
