@@ -218,3 +218,24 @@ def test_train_bad_options(tmp_path):
                             ok=False), "multiple of 4")
     _assert_user_error(_run(["ixpe", "reconstruct", ev, "--method", "nn", "--model",
                              tmp_path / "missing"], ok=False), "not found")
+
+
+def test_spurious_calibration_then_evaluate(tmp_path):
+    cal_ev, test_ev = tmp_path / "cal.h5", tmp_path / "test.h5"
+    for path, seed in ((cal_ev, 3), (test_ev, 4)):
+        _run(["ixpe", "simulate", "-o", path, "-n", 2000, "--energy", "2,4", "--seed", seed,
+              "-q"])
+        _run(["ixpe", "reconstruct", path, "-q"])
+    cal = tmp_path / "cal.json"
+    out = json.loads(_run(["ixpe", "spurious", cal_ev, "-o", cal]).output)
+    assert out["method"] == "moments" and sum(out["n"]) > 1900 and len(out["q"]) >= 2
+    report = tmp_path / "report"
+    _run(["ixpe", "evaluate", test_ev, "-o", report, "--spurious", cal])
+    rows = json.loads((report / "metrics.json").read_text())["rows"]
+    assert all("amplitude_2_calibrated" in r for r in rows)
+    # a polarized file is refused as a calibration source
+    pol = tmp_path / "pol.h5"
+    _simulate(pol)
+    _run(["ixpe", "reconstruct", pol, "-q"])
+    _assert_user_error(_run(["ixpe", "spurious", pol, "-o", tmp_path / "x.json"], ok=False),
+                       "unpolarized")

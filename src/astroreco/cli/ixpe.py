@@ -1,4 +1,4 @@
-"""``astroreco ixpe simulate|train|reconstruct|evaluate|info``."""
+"""``astroreco ixpe simulate|train|reconstruct|spurious|evaluate|info``."""
 
 from __future__ import annotations
 
@@ -137,16 +137,35 @@ def reconstruct(events, method, model_dir, tta, fits, device, overwrite, quiet):
                               fits=fits, overwrite=overwrite, progress=not quiet)))
 
 
+@ixpe.command("spurious")
+@click.argument("events", type=click.Path())
+@out_option("Calibration file to write (JSON).")
+@click.option("--method", default="moments", show_default=True,
+              help="Reconstruction the calibration is for.")
+def spurious_cmd(events, out, method):
+    """Measure the spurious modulation of METHOD on unpolarized EVENTS (calibration)."""
+    from astroreco.detectors.ixpe.spurious import measure_from_file
+
+    cal = measure_from_file(events, method=method, out=out)
+    click.echo(json.dumps({"file": out, **cal.to_dict()}))
+
+
 @ixpe.command()
 @click.argument("events", nargs=-1, required=True, type=click.Path())
 @out_option("Directory for metrics.json, plots and report.html.")
 @click.option("--method", "methods", multiple=True,
               help="Method(s) to score (default: every stored one).")
-def evaluate(events, out, methods):
+@click.option("--spurious", "spurious_files", multiple=True, type=click.Path(),
+              help="Spurious-modulation calibration(s) from 'astroreco ixpe spurious' "
+                   "(one per method), measured on other unpolarized events.")
+def evaluate(events, out, methods, spurious_files):
     """Score the reconstructions of EVENTS against the truth, side by side."""
     from astroreco.detectors.ixpe.evaluate import evaluate as run
+    from astroreco.detectors.ixpe.spurious import SpuriousCalibration
 
-    metrics = run(list(events), out_dir=out, methods=list(methods) or None)
+    cals = [SpuriousCalibration.load(f) for f in spurious_files]
+    metrics = run(list(events), out_dir=out, methods=list(methods) or None,
+                  spurious={c.method: c for c in cals} or None)
     click.echo(f"{len(metrics['rows'])} rows -> {out}/metrics.json, {out}/report.html")
 
 

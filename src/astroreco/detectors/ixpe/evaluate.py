@@ -148,7 +148,7 @@ def comparison_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _evaluate_bin(phi, phi_true, reco, truth, sel, degree, weight_col):
+def _evaluate_bin(phi, phi_true, reco, truth, sel, degree, weight_col, spurious=None):
     ok = sel & np.isfinite(phi)
     n_ok = int(ok.sum())
     row = {"n_events": int(sel.sum()), "n_reconstructed": n_ok,
@@ -183,10 +183,16 @@ def _evaluate_bin(phi, phi_true, reco, truth, sel, degree, weight_col):
             row[f"amplitude_{k}_err"] = sp[f"amplitude_err_{k}"]
             row[f"significance_{k}"] = sp[f"significance_{k}"]
         row["noise_mean_amplitude"] = sp["noise_mean_amplitude"]
+        if spurious is not None and "energy_kev" in reco:
+            res = spurious.residual(p, reco["energy_kev"][ok])
+            row.update(amplitude_2_calibrated=res["amplitude_2"],
+                       amplitude_2_calibrated_err=res["amplitude_err_2"],
+                       significance_2_calibrated=res["significance_2"])
     return row, fit
 
 
-def evaluate(events, *, out_dir, methods=None, n_examples: int = 6) -> dict:
+def evaluate(events, *, out_dir, methods=None, n_examples: int = 6,
+             spurious: dict | None = None) -> dict:
     """Score every stored reconstruction of one or more IXPE event files.
 
     Parameters
@@ -197,6 +203,10 @@ def evaluate(events, *, out_dir, methods=None, n_examples: int = 6) -> dict:
         Where metrics.json, the PNG plots and report.html go (created if missing).
     methods : list of str, optional
         Methods to score (default: all stored in each file).
+    spurious : dict of str -> SpuriousCalibration, optional
+        Per method, a spurious-modulation calibration measured on independent unpolarized
+        events (:mod:`astroreco.detectors.ixpe.spurious`); unpolarized rows then also report
+        the cos 2phi amplitude left after subtracting it (``amplitude_2_calibrated``).
 
     Returns
     -------
@@ -247,7 +257,8 @@ def evaluate(events, *, out_dir, methods=None, n_examples: int = 6) -> dict:
             for m in use:
                 r = recos[m]
                 row, fit = _evaluate_bin(r["phi"], truth["phi"], r, truth, sel, degree,
-                                         WEIGHT_COLUMN.get(m, "weight"))
+                                         WEIGHT_COLUMN.get(m, "weight"),
+                                         (spurious or {}).get(m))
                 rows.append({"file": label, "method": m, "energy_kev": e_label,
                              "polarization_degree": degree, **row})
                 if fit is not None:

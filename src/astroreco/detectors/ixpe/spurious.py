@@ -129,3 +129,36 @@ class SpuriousCalibration:
         if len(cal.edges_kev) != len(cal.q) + 1 or len(cal.q) != len(cal.u):
             raise InputError(f"{path}: expected len(edges_kev) = len(q) + 1 = len(u) + 1")
         return cal
+
+
+def measure_from_file(events, *, method: str, edges_kev=(1.0, 2.5, 3.5, 4.5, 5.5, 7.0, 15.0),
+                      out=None) -> SpuriousCalibration:
+    """Measure the calibration of ``method`` on an unpolarized IXPE event file.
+
+    Events are binned by the method's reconstructed ``energy_kev`` (what flight data has).
+    Writes JSON to ``out`` when given.
+    """
+    from astroreco.detectors.ixpe.pipeline import EVENT_SCHEMA
+    from astroreco.io.store import EventFile
+
+    with EventFile(events, EVENT_SCHEMA) as ef:
+        degree = float(ef.config.get("source", {}).get("polarization_degree", 0.0))
+        if degree != 0.0:
+            raise InputError(f"{events}: simulated with polarization degree {degree:g}; the "
+                             "spurious-modulation calibration needs unpolarized events")
+        r = ef.reco(method, ["phi", "energy_kev"])
+    ok = np.isfinite(r["phi"]) & np.isfinite(r["energy_kev"])
+    edges = np.asarray(edges_kev, dtype=np.float64)
+    if not ok.any():
+        raise InputError(f"{events}: no reconstructed {method} events to calibrate on")
+    k = np.clip(np.searchsorted(edges, r["energy_kev"][ok], side="right") - 1, 0,
+                edges.size - 2)
+    counts = np.bincount(k, minlength=edges.size - 1)
+    # merge empty bins into the next non-empty one (the last into the previous)
+    merged = [edges[0]] + [edges[i + 1] for i in range(counts.size) if counts[i] > 0]
+    merged[-1] = edges[-1]
+    cal = SpuriousCalibration.measure(r["phi"][ok], r["energy_kev"][ok], merged,
+                                      method=method)
+    if out is not None:
+        cal.save(out)
+    return cal
