@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table, write_result  # noqa: E402
 
 from astroreco.detectors.ixpe import plots, stokes  # noqa: E402
+from astroreco.detectors.ixpe.modulation_fit import fit_modulation_curve  # noqa: E402
 from astroreco.detectors.ixpe.moments import moments_analysis  # noqa: E402
 from astroreco.detectors.ixpe.simulate import (EnergySpectrum, GpdSimulator,  # noqa: E402
                                                SourceConfig)
@@ -53,7 +54,7 @@ def modulation(sim, n_per_energy, seed):
         r = moments_analysis(b.offsets, b.col, b.row, b.charge)
         phi = r["phi"][np.isfinite(r["phi"])]
         mod = stokes.modulation_factor(phi)
-        fit = stokes.fit_modulation_curve(phi)
+        fit = fit_modulation_curve(phi)
         eps, _ = stokes.epsilon_10(r["phi"][np.isfinite(r["phi"])],
                                    b.truth["phi"][np.isfinite(r["phi"])])
         rows.append({"method": "moments", "energy_kev": e, "n_events": len(phi),

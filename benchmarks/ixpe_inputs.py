@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 
 from astroreco.detectors.ixpe import neural, pipeline, stokes  # noqa: E402
+from astroreco.detectors.ixpe import train as ixpe_train  # noqa: E402
 from astroreco.detectors.ixpe.images import ImageConfig  # noqa: E402
 from astroreco.io.store import EventFile  # noqa: E402
 from astroreco.stats.directional import spurious_modulation  # noqa: E402
@@ -59,7 +60,7 @@ def _train(name, args):
                       max_steps_per_epoch=args.steps, threads=args.threads,
                       optim=OptimConfig(lr=2e-3))
     t0 = time.perf_counter()
-    neural.train(args.train_events, run_dir, net=neural.IxpeNetConfig(**VARIANTS[name]),
+    ixpe_train.train(args.train_events, run_dir, net=neural.IxpeNetConfig(**VARIANTS[name]),
                  config=cfg, val_fraction=0.02, overwrite=True)
     return model, time.perf_counter() - t0
 

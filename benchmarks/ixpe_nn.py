@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine, write_result  # noqa: E402
 
 from astroreco.detectors.ixpe import neural  # noqa: E402
+from astroreco.detectors.ixpe import train as ixpe_train  # noqa: E402
 from astroreco.detectors.ixpe.evaluate import (CALIBRATION_BINS,  # noqa: E402
                                                CALIBRATION_MIN_COUNT, evaluate)
 from astroreco.detectors.ixpe.moments import moments_analysis  # noqa: E402
@@ -591,7 +592,7 @@ def write_card(model_dir, results, args):
     old = (model_dir / "card.md").read_text() if (model_dir / "card.md").exists() else ""
     notes = old[old.index("\n## Notes"):] if "\n## Notes" in old else ""
     tmp = model_dir / ".card.md.tmp"
-    tmp.write_text(neural.model_card(config, history, measured=measured) + notes)
+    tmp.write_text(ixpe_train.model_card(config, history, measured=measured) + notes)
     tmp.replace(model_dir / "card.md")
 
 

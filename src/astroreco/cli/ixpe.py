@@ -94,7 +94,7 @@ def train(events, out, architecture, representation, image_size, widths, epochs,
 
     from astroreco.detectors.ixpe.images import ImageConfig
     from astroreco.detectors.ixpe.neural import IxpeNetConfig
-    from astroreco.detectors.ixpe.neural import train as run
+    from astroreco.detectors.ixpe.train import train as run
     from astroreco.errors import InputError
     from astroreco.training import OptimConfig, TrainConfig
 

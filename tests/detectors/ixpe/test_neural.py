@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from astroreco.detectors.ixpe import neural
+from astroreco.detectors.ixpe import train as ixpe_train
 from astroreco.detectors.ixpe.images import ImageConfig
 from astroreco.detectors.ixpe.pipeline import reconstruct, simulate
 from astroreco.errors import InputError
@@ -32,13 +33,13 @@ def trained(events, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(max_epochs=1, batch_size=64, progress=False, max_steps_per_epoch=4,
                       optim=OptimConfig(lr=1e-3, warmup_steps=1))
-    summary = neural.train(events, out, net=neural.IxpeNetConfig(**TINY), config=cfg,
+    summary = ixpe_train.train(events, out, net=neural.IxpeNetConfig(**TINY), config=cfg,
                            val_fraction=0.2)
     return summary
 
 
 def test_source_targets_follow_the_symmetry(events):
-    src = neural.IxpeSource(events, 0, 50, ImageConfig(size=12))
+    src = ixpe_train.IxpeSource(events, 0, 50, ImageConfig(size=12))
     plain = src.load(0, 50)
     aug = src.load(0, 50, None, np.random.default_rng(1))
     assert plain["image"].shape == (50, 1, 12, 12)
@@ -51,13 +52,13 @@ def test_source_targets_follow_the_symmetry(events):
     sub = src.load(0, 50, rows)
     assert np.array_equal(sub["image"], plain["image"][rows])
     with pytest.raises(InputError, match="outside"):
-        neural.IxpeSource(events, 0, 10_000, ImageConfig(size=12))
+        ixpe_train.IxpeSource(events, 0, 10_000, ImageConfig(size=12))
 
 
 def test_select_rows():
     offsets = np.array([0, 2, 5, 6])
     hits = {"a": np.arange(6)}
-    off, h = neural.select_rows(offsets, hits, np.array([0, 2]))
+    off, h = ixpe_train.select_rows(offsets, hits, np.array([0, 2]))
     assert list(off) == [0, 2, 3] and list(h["a"]) == [0, 1, 5]
 
 
@@ -158,7 +159,7 @@ def test_other_architectures_build_and_score(arch, events):
     model = neural.build_model(net)
     loss = neural.build_loss(net)
     batch = {k: torch.from_numpy(v) for k, v in
-             neural.IxpeSource(events, 0, 8, net.image).load(0, 8).items()}
+             ixpe_train.IxpeSource(events, 0, 8, net.image).load(0, 8).items()}
     terms = loss(model(batch), batch)
     assert torch.isfinite(terms["loss"])
     terms["loss"].backward()
@@ -175,7 +176,7 @@ def test_resnet34_impact_starts_from_torchvision_weights(events, tmp_path):
                                pretrained=str(weights))
     cfg = TrainConfig(max_epochs=1, batch_size=16, progress=False, max_steps_per_epoch=2,
                       optim=OptimConfig(lr=1e-3, warmup_steps=1))
-    summary = neural.train(events, tmp_path / "run", net=net, config=cfg, val_fraction=0.05)
+    summary = ixpe_train.train(events, tmp_path / "run", net=net, config=cfg, val_fraction=0.05)
     state = __import__("safetensors.torch", fromlist=["load_file"]).load_file(
         str(tmp_path / "run" / "model" / "weights.safetensors"))
     ref = torch.load(weights, weights_only=True)

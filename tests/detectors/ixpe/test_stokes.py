@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 from scipy import special
 
+from astroreco.detectors.ixpe.modulation_fit import ModulationFit, fit_modulation_curve
 from astroreco.detectors.ixpe.stokes import (
     MDP99_FACTOR,
-    ModulationFit,
     PolarizationResult,
     epsilon_10,
     epsilon_within,
     expected_modulation,
-    fit_modulation_curve,
     mdp99,
     modulation_factor,
     polarization,

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from astroreco.detectors.ixpe import plots, stokes
+from astroreco.detectors.ixpe.modulation_fit import fit_modulation_curve
 from astroreco.detectors.ixpe.pipeline import EVENT_SCHEMA
 from astroreco.errors import InputError
 from astroreco.io.store import EventFile
@@ -164,7 +165,7 @@ def _evaluate_bin(phi, phi_true, reco, truth, sel, degree, weight_col, spurious=
         mod = stokes.modulation_factor(p)
         row.update(mu=mod.mu / degree, mu_err=mod.mu_err / degree, phase_deg=math.degrees(mod.phi0),
                    phase_err_deg=math.degrees(mod.phi0_err))
-        fit = stokes.fit_modulation_curve(fit_angles(p))
+        fit = fit_modulation_curve(fit_angles(p))
         row.update(mu_fit=fit.mu / degree, mu_fit_err=fit.mu_err / degree,
                    fit_chi2_ndof=fit.chi2 / max(fit.ndof, 1))
         mu = max(row["mu"], 1e-3)

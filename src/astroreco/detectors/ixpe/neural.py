@@ -18,7 +18,9 @@ detector-agnostic pieces of :mod:`astroreco.nn`, :mod:`astroreco.losses` and
     The seed paper's impact-point model: a torchvision-compatible ResNet-34 with an MSE
     loss (ImageNet weights a user has on disk can be loaded, see ``pretrained``).
 
-Targets are expressed in the (possibly rotated/reflected) crop frame: ``phi`` (rad),
+Training (the event source, ``train`` and the model card) lives in
+:mod:`astroreco.detectors.ixpe.train`.  Targets are expressed in the (possibly
+rotated/reflected) crop frame: ``phi`` (rad),
 ``direction`` (cos phi, sin phi), ``impact`` (offset from the crop-centre pixel, in units of
 the pixel pitch) and ``energy`` (keV / 10).
 """
@@ -30,10 +32,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from astroreco.detectors.ixpe.images import (N_SYMMETRIES, ImageConfig, inverse_angle,
-                                             inverse_vector, track_centres, track_images,
-                                             transform_angle, transform_vector)
 from astroreco.detectors.ixpe.geometry import IXPE_GRID
+from astroreco.detectors.ixpe.images import (N_SYMMETRIES, ImageConfig, inverse_angle,
+                                             inverse_vector, track_centres, track_images)
 from astroreco.errors import InputError
 from astroreco.stats.directional import concentration_from_modulation, expected_modulation
 
@@ -151,63 +152,6 @@ def build_loss(cfg: IxpeNetConfig) -> torch.nn.Module:
         return TaskLoss([Term("direction", "direction", losses.MultipleChoiceLoss(
             losses.CosineLoss(), best_weight=cfg.best_weight))])
     return TaskLoss([Term("impact", "impact", losses.MSELoss())])
-
-
-def select_rows(offsets, hits: dict, rows) -> tuple[np.ndarray, dict]:
-    """Ragged hits of the events ``rows`` (sorted indices into ``offsets``)."""
-    rows = np.asarray(rows, np.int64)
-    n = np.diff(offsets)[rows]
-    new = np.zeros(rows.size + 1, np.int64)
-    np.cumsum(n, out=new[1:])
-    idx = np.repeat(offsets[rows] - new[:-1], n) + np.arange(new[-1])
-    return new, {k: v[idx] for k, v in hits.items()}
-
-
-class IxpeSource:
-    """Training events from rows ``[start, stop)`` of an IXPE event file.
-
-    Tracks become crops (augmented by a random lattice symmetry per event when a generator
-    is given) with the truth expressed in the crop frame.
-    """
-
-    def __init__(self, path, start: int, stop: int, image: ImageConfig):
-        from astroreco.detectors.ixpe.pipeline import EVENT_SCHEMA
-        from astroreco.io.store import EventFile
-
-        with EventFile(path, EVENT_SCHEMA) as ef:
-            if stop > ef.n_events or start < 0 or start >= stop:
-                raise InputError(f"{path}: rows {start}:{stop} outside the file's "
-                                 f"{ef.n_events} events")
-            ef.truth(["phi", "x_mm", "y_mm", "energy_kev"], 0, 1)  # fails clearly if absent
-        self.path = str(path)
-        self.start = int(start)
-        self.n_events = int(stop - start)
-        self.image = image
-
-    def load(self, start, stop, rows=None, rng=None) -> dict:
-        from astroreco.detectors.ixpe.pipeline import EVENT_SCHEMA
-        from astroreco.io.store import EventFile
-
-        with EventFile(self.path, EVENT_SCHEMA) as ef:
-            offsets, hits = ef.hits(self.start + start, self.start + stop)
-            truth = ef.truth(["phi", "x_mm", "y_mm", "energy_kev"], self.start + start,
-                             self.start + stop)
-        if rows is not None:
-            offsets, hits = select_rows(offsets, hits, rows)
-            truth = {k: v[rows] for k, v in truth.items()}
-        n = len(offsets) - 1
-        g = rng.integers(0, N_SYMMETRIES, n) if rng is not None else np.zeros(n, np.int64)
-        images, centres = track_images(offsets, hits["col"], hits["row"], hits["charge"],
-                                       self.image, symmetry=g)
-        phi = transform_angle(truth["phi"].astype(np.float64), g)
-        dx, dy = transform_vector(truth["x_mm"] - centres["x_mm"],
-                                  truth["y_mm"] - centres["y_mm"], g)
-        pitch = IXPE_GRID.pitch_mm
-        return {"image": images,
-                "phi": phi.astype(np.float32),
-                "direction": np.stack([np.cos(phi), np.sin(phi)], 1).astype(np.float32),
-                "impact": np.stack([dx / pitch, dy / pitch], 1).astype(np.float32),
-                "energy": (truth["energy_kev"][:, None] / ENERGY_SCALE_KEV).astype(np.float32)}
 
 
 #: what :class:`NeuralReconstructor` returns, per event
@@ -388,121 +332,3 @@ def default_model_dir():
     root = os.environ.get("ASTRORECO_MODELS")
     base = Path(root) if root else Path(__file__).resolve().parents[4] / "models"
     return base / "ixpe"
-
-
-def train(events, out, *, net: IxpeNetConfig | None = None, config=None,
-          val_fraction: float = 0.1, val_events=None, resume: bool = False,
-          overwrite: bool = False, command: str | None = None) -> dict:
-    """Train an IXPE network on simulated events and write the model directory ``out/model``.
-
-    Parameters
-    ----------
-    events : path-like
-        Simulated IXPE event file (truth needed).
-    out : path-like
-        Run directory: checkpoints, CSV logs and the final ``model/``.
-    net : IxpeNetConfig
-        Architecture and preprocessing (default: the multitask hexagonal network).
-    config : astroreco.training.TrainConfig
-        Epochs, batch size, optimiser, seed, devices.
-    val_fraction : float
-        Last fraction of ``events`` kept for validation (when ``val_events`` is None).
-    val_events : path-like, optional
-        A separate validation file.
-    resume, overwrite : bool
-        See :func:`astroreco.training.fit`.
-    command : str, optional
-        The command line that ran this, recorded in the model card.
-    """
-    import json
-    import platform
-    from pathlib import Path
-
-    from astroreco.io.modeldir import save_model_dir
-    from astroreco.io.store import EventFile
-    from astroreco.training import TrainConfig, fit
-    from astroreco.detectors.ixpe.pipeline import EVENT_SCHEMA
-
-    net = net or IxpeNetConfig()
-    config = config or TrainConfig()
-    with EventFile(events, EVENT_SCHEMA) as ef:
-        n = ef.n_events
-        sim_config = ef.config
-    if val_events is None:
-        if not 0 < val_fraction < 1:
-            raise InputError(f"val_fraction {val_fraction}: expected between 0 and 1")
-        n_val = max(1, int(round(n * val_fraction)))
-        train_src = IxpeSource(events, 0, n - n_val, net.image)
-        val_src = IxpeSource(events, n - n_val, n, net.image)
-    else:
-        train_src = IxpeSource(events, 0, n, net.image)
-        with EventFile(val_events, EVENT_SCHEMA) as ef:
-            val_src = IxpeSource(val_events, 0, ef.n_events, net.image)
-    model = build_model(net)
-    if net.pretrained:
-        from astroreco.nn.backbones import load_torchvision_weights
-
-        load_torchvision_weights(model.backbone, net.pretrained, train=net.fine_tune)
-    result = fit(model, build_loss(net), train_src, val_src, out, config=config,
-                 model_config=net.to_dict(), resume=resume, overwrite=overwrite)
-    summary = {"events": str(events), "n_train": train_src.n_events,
-               "n_val": val_src.n_events, "epochs": result.epochs, "steps": result.steps,
-               "train_seconds": round(result.seconds, 1),
-               "best_val_loss": result.best_val_loss, "machine": platform.processor()
-               or platform.machine(), "threads": torch.get_num_threads(),
-               "command": command}
-    if not result.is_global_zero:
-        return summary
-    n_params = sum(p.numel() for p in model.parameters())
-    model_config = {"detector": "ixpe", "network": net.to_dict(), "training": {
-        **summary, "train_config": config.to_dict(), "simulation": sim_config,
-        "n_parameters": n_params}}
-    card = model_card(model_config, result.history)
-    path = save_model_dir(Path(out) / "model", result.model.state_dict(), model_config, card,
-                          overwrite=True)
-    (Path(out) / "history.json").write_text(json.dumps(result.history, indent=1))
-    summary["model"] = str(path)
-    return summary
-
-
-def _spectrum_label(sim: dict) -> str:
-    spec = sim.get("source", {}).get("spectrum", "?")
-    return spec.get("label", str(spec)) if isinstance(spec, dict) else str(spec)
-
-
-def model_card(config: dict, history=(), measured: str = "") -> str:
-    """Markdown model card: what the network is, what it was trained on, how to redo it."""
-    net = config["network"]
-    tr = config["training"]
-    sim = tr.get("simulation", {})
-    lines = [f"# IXPE {net['architecture']} network", "",
-             "Reconstructs the photoelectron emission angle (von Mises on 2 phi with kappa), "
-             "the impact point and the energy of IXPE Gas Pixel Detector tracks."
-             if net["architecture"] == "multitask" else
-             f"IXPE {net['architecture']} network.", "",
-             "## Architecture and preprocessing", "",
-             f"- input: {net['image']['representation']} crop, {net['image']['size']} "
-             f"pixels, charge / {net['image']['charge_scale']:g} e-",
-             f"- backbone widths {net['widths']}, {net['n_features']} features, "
-             f"{tr.get('n_parameters', '?')} parameters",
-             f"- impact point fed to the angle head: {net['impact_to_angle']}",
-             f"- test-time averaging over {net['tta']} lattice symmetries", "",
-             "## Training", "",
-             f"- data: `{tr['events']}`: {tr['n_train']} training and {tr['n_val']} "
-             f"validation tracks of {sim.get('n_events', '?')} simulated "
-             f"({_spectrum_label(sim)}, polarization degree "
-             f"{sim.get('source', {}).get('polarization_degree', '?')}, seed "
-             f"{sim.get('seed', '?')}, default detector settings)",
-             f"- {tr['epochs']} epochs, {tr['steps']} steps, {tr['train_seconds']} s on "
-             f"{tr['machine']} ({tr['threads']} threads); best validation loss "
-             f"{tr['best_val_loss']:.4f}",
-             f"- command: `{tr.get('command') or 'astroreco ixpe train ...'}`", ""]
-    if history:
-        lines += ["| epoch | train loss | val loss |", "|---|---|---|"]
-        for h in history:
-            lines.append(f"| {h['epoch']} | {h.get('train_loss', float('nan')):.4f} | "
-                         f"{h.get('val_loss', float('nan')):.4f} |")
-        lines.append("")
-    lines += ["## Measured against the moments analysis", "",
-              measured or "Not measured yet: run `benchmarks/ixpe_nn.py`.", ""]
-    return "\n".join(lines)

@@ -31,7 +31,7 @@ def _save(fig, path) -> Path:
 def modulation_curves(fits: dict, path, title="") -> Path:
     """One panel per energy: histogram of phi and the fitted A + B cos^2(phi - phi0).
 
-    ``fits`` maps a label (e.g. '4 keV') to {method: ModulationFit}.
+    ``fits`` maps a label (e.g. '4 keV') to {method: :class:`~astroreco.detectors.ixpe.modulation_fit.ModulationFit`}.
     """
     labels = list(fits)
     n = len(labels)
