@@ -41,7 +41,8 @@ from common import machine, write_result  # noqa: E402
 from astroreco.detectors.ixpe import neural  # noqa: E402
 from astroreco.detectors.ixpe import train as ixpe_train  # noqa: E402
 from astroreco.detectors.ixpe.evaluate import (CALIBRATION_BINS,  # noqa: E402
-                                               CALIBRATION_MIN_COUNT, evaluate)
+                                               CALIBRATION_MIN_COUNT, evaluate,
+                                               ratio_with_error)
 from astroreco.detectors.ixpe.moments import moments_analysis  # noqa: E402
 from astroreco.detectors.ixpe.pipeline import (EVENT_SCHEMA, read_tracks,  # noqa: E402
                                                reconstruct, simulate)
@@ -182,15 +183,6 @@ def speed(model_dir, path, n_tracks: int, threads: int, repeats: int = 2) -> dic
 # scoring
 # --------------------------------------------------------------------------------------------
 
-def _ratio(a, b, ea=None, eb=None):
-    if a is None or b is None or not b:
-        return None, None
-    r = a / b
-    if ea is None or eb is None or not a:
-        return r, None
-    return r, abs(r) * math.hypot(ea / a, eb / b)
-
-
 def _cal_summary(block):
     if block is None:
         return None
@@ -215,12 +207,12 @@ def score(label, rows, calibrations, pi4_rows) -> dict:
                         "mdp99", "mdp99_weighted", "n_eff", "rmse_x_mm", "rmse_x_mm_err",
                         "rmse_y_mm", "rmse_y_mm_err", "rmse_xy_mm", "rmse_xy_mm_err"):
                 row[f"{key}_{who}"] = r.get(key)
-        row["mu_ratio"], row["mu_ratio_err"] = _ratio(n["mu"], m["mu"], n["mu_err"],
+        row["mu_ratio"], row["mu_ratio_err"] = ratio_with_error(n["mu"], m["mu"], n["mu_err"],
                                                       m["mu_err"])
-        row["mdp99_ratio"] = _ratio(n.get("mdp99_weighted"), m.get("mdp99"))[0]
+        row["mdp99_ratio"] = ratio_with_error(n.get("mdp99_weighted"), m.get("mdp99"))[0]
         for ax in ("x", "y", "xy"):
             k = f"rmse_{ax}_mm"
-            row[f"rmse_{ax}_ratio"], row[f"rmse_{ax}_ratio_err"] = _ratio(
+            row[f"rmse_{ax}_ratio"], row[f"rmse_{ax}_ratio_err"] = ratio_with_error(
                 n.get(k), m.get(k), n.get(k + "_err"), m.get(k + "_err"))
         row["kappa_calibration"] = _cal_summary(cal.get((f, label)))
         per_energy.append(row)
@@ -463,16 +455,16 @@ def _target_rows(tg):
                                             f"{_f(i['err'])}" for i in t["items"]), t["pass"]))
     t = tg["mdp99_4kev"]
     out.append((t["description"], f"ratio {_f(t['value'])}", t["pass"]))
+    def amplitudes(items):
+        return ", ".join(f"{i['energy_kev']:g} keV: {i['amplitude']:.2%} "
+                         f"({i['significance']:.1f} sigma)" for i in items)
+
     t = tg["spurious_modulation"]
-    out.append((t["description"], ", ".join(f"{i['energy_kev']:g} keV: {i['amplitude']:.2%} "
-                                            f"({i['significance']:.1f} sigma)"
-                                            for i in t["items"]), t["pass"]))
+    out.append((t["description"], amplitudes(t["items"]), t["pass"]))
     if "spurious_modulation_calibrated" in tg:
         t = tg["spurious_modulation_calibrated"]
         out.append(("nn spurious modulation (harmonic 2) after the per-energy spurious "
-                    "calibration (independent unpolarized set)",
-                    ", ".join(f"{i['energy_kev']:g} keV: {i['amplitude']:.2%} "
-                              f"({i['significance']:.1f} sigma)" for i in t["items"]),
+                    "calibration (independent unpolarized set)", amplitudes(t["items"]),
                     t["pass"]))
     t = tg["impact_rmse"]
     out.append((t["description"], ", ".join(f"{i['energy_kev']:g}: {_f(i['ratio_x'], '{:.2f}')}"

@@ -13,6 +13,7 @@ prediction vectors give finite losses and gradients.  Angles are in radians.
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -47,7 +48,7 @@ def _fmt(shape) -> str:
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
-class Loss(nn.Module):
+class Loss(nn.Module, abc.ABC):
     """Base class: shape checks, per-event weights and reduction.
 
     Subclasses set :attr:`parts` and :attr:`shapes` and implement :meth:`per_event`.
@@ -98,9 +99,9 @@ class Loss(nn.Module):
             items.append(("weight", weight, ("N",)))
         _match_shapes(type(self).__name__, items)
 
+    @abc.abstractmethod
     def per_event(self, prediction, target) -> torch.Tensor:
         """Loss of each event, shape ``(N,)``; shapes are already checked."""
-        raise NotImplementedError
 
     def forward(self, prediction, target, weight=None) -> torch.Tensor:
         self.check(prediction, target, weight)

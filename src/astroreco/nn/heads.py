@@ -170,20 +170,8 @@ class AngleHead(DirectionKappaHead):
     angle is ``phi_hat = mu / 2``, defined modulo ``pi``.  Predicting a vector instead of an
     angle avoids the ``2 pi`` discontinuity.
 
-    Parameters
-    ----------
-    in_features : int
-    kappa_min, kappa_max : float, float or None
-        See :class:`KappaHead`.
-
-    Notes
-    -----
-    ``forward(features)`` returns:
-
-    vector : torch.Tensor
-        ``(N, 2)`` unit vector ``(cos mu, sin mu)``.
-    kappa : torch.Tensor
-        ``(N,)``, ``> 0``.
+    Parameters and outputs are those of :class:`DirectionKappaHead` with ``dim = 2``: the
+    unit vector ``(cos mu, sin mu)`` of shape ``(N, 2)`` and ``kappa`` of shape ``(N,)``.
     """
 
     def __init__(self, in_features, kappa_min: float = 1e-3, kappa_max: float | None = None):

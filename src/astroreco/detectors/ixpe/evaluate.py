@@ -111,7 +111,7 @@ def _calibration(reco, truth, label, method, bins) -> dict | None:
     return {"file": label, "method": method, **cal, "by_energy": by_energy}
 
 
-def _ratio(a, b, ea=None, eb=None):
+def ratio_with_error(a, b, ea=None, eb=None):
     """``a / b`` and its error propagated as for independent a and b (None if undefined)."""
     if a is None or b is None or not b:
         return None, None
@@ -140,10 +140,10 @@ def comparison_rows(rows: list[dict]) -> list[dict]:
                           ("rmse_x_mm", "rmse_x_ratio"), ("rmse_y_mm", "rmse_y_ratio"),
                           ("rmse_xy_mm", "rmse_xy_ratio")):
             if key in r and key in base:
-                c[name], c[name + "_err"] = _ratio(r[key], base[key], r.get(key + "_err"),
+                c[name], c[name + "_err"] = ratio_with_error(r[key], base[key], r.get(key + "_err"),
                                                    base.get(key + "_err"))
         if "mdp99" in base:
-            c["mdp99_ratio"] = _ratio(r.get("mdp99_weighted", r.get("mdp99")),
+            c["mdp99_ratio"] = ratio_with_error(r.get("mdp99_weighted", r.get("mdp99")),
                                       base["mdp99"])[0]
         out.append({k: v for k, v in c.items() if v is not None})
     return out
