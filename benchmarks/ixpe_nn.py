@@ -1,14 +1,16 @@
 """IXPE neural benchmark: the network against the moments analysis on the same events, and speed.
 
     python benchmarks/ixpe_nn.py [--model DIR] [--out benchmarks/results] [--data DIR]
-                                 [--n-per-energy 50000] [--threads 2] [--compare DIR ...]
-                                 [--quick]
+                                 [--n-per-energy 50000] [--n-unpolarized 400000]
+                                 [--threads 2] [--compare DIR ...] [--quick]
 
 Simulates, with fixed seeds (9001 and up; the training sets used seeds 1 and 101):
 
 1. 100% polarized photons at 30 deg, one file per energy 2, 3, 4, 5, 6, 8 keV;
 2. the seed paper's pi/4 set: 100% polarized at 45 deg, 4 keV, 35,838 events;
-3. unpolarized photons at 2, 4 and 6 keV;
+3. unpolarized photons at 2, 4 and 6 keV, and an independent unpolarized calibration set per
+   energy for the spurious-modulation correction (400,000 photons each: the spurious bound is
+   1%, and at 50,000 the noise alone would exceed it 29% of the time);
 
 reconstructs every file with the moments analysis and the network (and each ``--compare``
 model, stored as ``nn_<name>``), scores them with :func:`astroreco.detectors.ixpe.evaluate`
@@ -70,7 +72,7 @@ TARGETS = {"mu_ratio_min": 1.15, "mu_ratio_energies": (3.0, 4.0, 5.0, 6.0),
 # data
 # --------------------------------------------------------------------------------------------
 
-def datasets(n_per_energy: int, n_pi4: int) -> list[dict]:
+def datasets(n_per_energy: int, n_pi4: int, n_unpolarized: int) -> list[dict]:
     """The simulated sets: name, file stem, simulate() keywords."""
     out = [{"name": f"pol_{e:g}kev", "kind": "polarized", "energy_kev": e,
             "kwargs": dict(n_events=n_per_energy, energy=f"{e:g}", polarization_degree=1.0,
@@ -80,11 +82,11 @@ def datasets(n_per_energy: int, n_pi4: int) -> list[dict]:
                                polarization_degree=1.0,
                                polarization_angle_deg=PI4["polarization_angle_deg"])})
     out += [{"name": f"unpol_{e:g}kev", "kind": "unpolarized", "energy_kev": e,
-             "kwargs": dict(n_events=n_per_energy, energy=f"{e:g}", polarization_degree=0.0)}
+             "kwargs": dict(n_events=n_unpolarized, energy=f"{e:g}", polarization_degree=0.0)}
             for e in UNPOLARIZED_ENERGIES]
     # independent unpolarized calibration sets for the spurious-modulation correction
     out += [{"name": f"cal_{e:g}kev", "kind": "calibration", "energy_kev": e,
-             "kwargs": dict(n_events=n_per_energy, energy=f"{e:g}", polarization_degree=0.0)}
+             "kwargs": dict(n_events=n_unpolarized, energy=f"{e:g}", polarization_degree=0.0)}
             for e in UNPOLARIZED_ENERGIES]
     for d in out:
         d["kwargs"]["seed"] = SEEDS[d["name"]]
@@ -364,7 +366,8 @@ def card_section(results: dict) -> str:
     res, tg = primary["results"], primary["targets"]
     lines = [f"Measured with `benchmarks/ixpe_nn.py` on {results.get('date', '?')}: model "
              f"`{primary['model_dir']}`, {cfg['n_per_energy']} photons per energy, 100% "
-             f"polarized at {POLARIZATION_ANGLE_DEG:g} deg, seeds {cfg['seeds_range']} "
+             f"polarized at {POLARIZATION_ANGLE_DEG:g} deg ({cfg.get('n_unpolarized', '?')} per "
+             "unpolarized and per calibration set), seeds {cfg['seeds_range']} "
              "(independent of the training seeds). MDP99 of nn weighted by I1/I0(kappa); "
              "of moments unweighted. Kappa calibration: measured / predicted mean "
              "cos 2(phi_reco - phi_true) over all events, and the largest deviation over "
@@ -503,7 +506,7 @@ def run(args) -> dict:
         if used & set(SEEDS.values()):
             print(f"warning: {label} was trained with seed(s) {sorted(used)}, which the "
                   "benchmark also uses", file=sys.stderr)
-    sets = datasets(args.n_per_energy, args.n_pi4)
+    sets = datasets(args.n_per_energy, args.n_pi4, args.n_unpolarized)
     tmp = None
     if args.data:
         data = Path(args.data)
@@ -548,6 +551,7 @@ def run(args) -> dict:
         return {
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "config": {"n_per_energy": args.n_per_energy, "n_pi4": args.n_pi4,
+                       "n_unpolarized": args.n_unpolarized,
                        "n_speed": args.n_speed, "threads": args.threads, "quick": args.quick,
                        "energies_kev": ENERGIES, "unpolarized_energies_kev": UNPOLARIZED_ENERGIES,
                        "polarization_angle_deg": POLARIZATION_ANGLE_DEG, "pi4": PI4,
@@ -576,7 +580,8 @@ def write_card(model_dir, results, args):
     history_file = model_dir / "history.json"
     history = json.loads(history_file.read_text()) if history_file.exists() else []
     cmd = ("python benchmarks/ixpe_nn.py --model " + str(args.model or "models/ixpe") +
-           f" --n-per-energy {args.n_per_energy} --threads {args.threads}")
+           f" --n-per-energy {args.n_per_energy} --n-unpolarized {args.n_unpolarized}"
+           f" --threads {args.threads}")
     measured = (card_section(results) + "\n\nMeasured with `" + cmd + "` on "
                 + f"{m.get('cpu_model', m['processor'])}, {m['cpus']} CPUs, "
                 f"{args.threads} threads" +
@@ -601,6 +606,11 @@ def parse_args(argv=None):
     ap.add_argument("--n-pi4", type=int, default=None,
                     help=f"photons of the pi/4 set (default {PI4['n_events']}, --quick: "
                          "--n-per-energy)")
+    ap.add_argument("--n-unpolarized", type=int, default=None,
+                    help="photons of each unpolarized set and of each calibration set "
+                         "(default 400000: noise alone then exceeds a 1%% spurious amplitude "
+                         "after calibration with probability exp(-5); --quick: "
+                         "--n-per-energy)")
     ap.add_argument("--n-speed", type=int, default=None,
                     help="tracks timed for the speed (default 20000, --quick 2000)")
     ap.add_argument("--threads", type=int, default=2, help="torch and numba threads")
@@ -615,9 +625,11 @@ def parse_args(argv=None):
         args.n_per_energy = 2000 if args.quick else 50_000
     if args.n_pi4 is None:
         args.n_pi4 = args.n_per_energy if args.quick else PI4["n_events"]
+    if args.n_unpolarized is None:
+        args.n_unpolarized = args.n_per_energy if args.quick else 400_000
     if args.n_speed is None:
         args.n_speed = 2000 if args.quick else 20_000
-    for name in ("n_per_energy", "n_pi4", "n_speed", "threads"):
+    for name in ("n_per_energy", "n_pi4", "n_unpolarized", "n_speed", "threads"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')}: expected a positive number")
     return args

@@ -235,10 +235,43 @@ def _finite_loss_and_grads(loss, parts, target):
     return value
 
 
+def test_von_mises_cosine_mean_loss_splits_the_gradients():
+    """mean_loss="cosine": value NLL + (1 - cos); the mean gets the cosine loss's gradient,
+    the same for every kappa, and kappa gets the NLL's.  (Not a gradcheck case: by design
+    the gradient is not the derivative of the value.)"""
+    rng = np.random.default_rng(12)
+    n = 50
+    phi = t64(rng.uniform(-4, 4, n))
+    vec0 = rng.normal(size=(n, 2))
+    kappa0 = 10 ** rng.uniform(-3, 2, n)
+
+    def run(mean_loss):
+        vec, kappa = t64(vec0, True), t64(kappa0, True)
+        value = VonMisesLoss(2, mean_loss=mean_loss, reduction="none")((vec, kappa), phi)
+        value.sum().backward()
+        return value.detach(), vec.grad, kappa.grad
+
+    nll, g_vec_nll, g_kappa_nll = run("nll")
+    both, g_vec, g_kappa = run("cosine")
+    mu = np.arctan2(vec0[:, 1], vec0[:, 0])
+    cosine = 1 - np.cos(2 * phi.numpy() - mu)
+    np.testing.assert_allclose(both.numpy(), nll.numpy() + cosine, rtol=1e-12)
+    np.testing.assert_allclose(g_kappa.numpy(), g_kappa_nll.numpy(), rtol=1e-12)
+    # d/dvec (1 - cos): the NLL's mean gradient divided by kappa
+    np.testing.assert_allclose(g_vec.numpy(), g_vec_nll.numpy() / kappa0[:, None],
+                               rtol=1e-8, atol=1e-12)
+
+
+def test_von_mises_bad_mean_loss():
+    with pytest.raises(InputError, match="mean_loss 'mse'"):
+        VonMisesLoss(2, mean_loss="mse")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kappa", KAPPAS)
+@pytest.mark.parametrize("mean_loss", ["nll", "cosine"])
 @pytest.mark.parametrize("harmonic", [1, 2])
-def test_von_mises_extremes_finite(dtype, kappa, harmonic):
+def test_von_mises_extremes_finite(dtype, kappa, harmonic, mean_loss):
     rng = np.random.default_rng(9)
     mu = np.array([0.0, 0.0, 0.0, 1.0])
     vec = np.stack([np.cos(mu), np.sin(mu)], 1)
@@ -247,11 +280,10 @@ def test_von_mises_extremes_finite(dtype, kappa, harmonic):
     phi = np.array([0.0, np.pi / harmonic, rng.uniform(-np.pi, np.pi), 0.3])
     parts = [torch.tensor(vec, dtype=dtype, requires_grad=True),
              torch.full((4,), kappa, dtype=dtype, requires_grad=True)]
-    value = _finite_loss_and_grads(VonMisesLoss(harmonic, reduction="none"), parts,
-                                   torch.tensor(phi, dtype=dtype))
+    loss = VonMisesLoss(harmonic, mean_loss=mean_loss, reduction="none")
+    value = _finite_loss_and_grads(loss, parts, torch.tensor(phi, dtype=dtype))
     if kappa <= 1e3:  # float32 agrees with float64 to its resolution
-        ref = VonMisesLoss(harmonic, reduction="none")((t64(vec), t64(np.full(4, kappa))),
-                                                       t64(phi))
+        ref = loss((t64(vec), t64(np.full(4, kappa))), t64(phi))
         np.testing.assert_allclose(value.detach().double().numpy(), ref.numpy(),
                                    atol=1e-5 + 1e-6 * kappa)
 

@@ -181,33 +181,61 @@ class VonMisesLoss(Loss):
     (its integral over ``phi`` is 1), so no Jacobian term is added; the ``- log h`` for
     ``phi`` restricted to one period ``[0, 2 pi / h)`` is left out (a constant).
 
+    With ``mean_loss="cosine"`` the mean and the concentration are learned separately: the
+    mean direction from the cosine loss :math:`1 - \cos(h\phi - \mu)`, the same for every
+    event, and ``kappa`` from the NLL above with the mean detached,
+
+    .. math::
+        l = 1 - \cos(h\phi - \mu) + \kappa(1 - \cos(h\phi - \bar\mu))
+            + \log \mathrm{i0e}(\kappa) + \log 2\pi,
+
+    (:math:`\bar\mu`: ``mu`` without gradient).  The value is the NLL plus the cosine loss.
+    With the NLL alone the gradient on ``mu`` is ``kappa sin(h phi - mu)``: events the network
+    finds hard (small ``kappa``) barely move the mean, the heteroscedastic-NLL weakness that
+    Seitzer et al. (2022, "On the pitfalls of heteroscedastic uncertainty estimation with
+    probabilistic neural networks") describe for the Gaussian.  The cosine loss weighs every
+    event's mean alike, which is what the average of ``cos(h (phi_reco - phi))`` -- the
+    modulation factor for ``h = 2`` -- asks for.
+
     Parameters
     ----------
     harmonic : int
         ``h``: 2 for axial data such as photoelectron emission angles (``phi`` and
         ``phi + pi`` equivalent), 1 for ordinary angles.
+    mean_loss : {"nll", "cosine"}
+        What trains the mean direction (see above).
     reduction : str
         See :class:`Loss`.
     """
 
     parts = ("vector", "kappa")
     shapes = {"vector": ("N", 2), "kappa": ("N",), "target": ("N",)}
+    MEAN_LOSSES = ("nll", "cosine")
 
-    def __init__(self, harmonic: int = 2, reduction: str = "mean"):
+    def __init__(self, harmonic: int = 2, mean_loss: str = "nll", reduction: str = "mean"):
         super().__init__(reduction)
         if int(harmonic) != harmonic or harmonic < 1:
             raise InputError(f"harmonic: expected a positive integer, got {harmonic!r}")
+        if mean_loss not in self.MEAN_LOSSES:
+            raise InputError(f"mean_loss {mean_loss!r}: expected one of "
+                             f"{', '.join(self.MEAN_LOSSES)}")
         self.harmonic = int(harmonic)
+        self.mean_loss = mean_loss
 
     def extra_repr(self) -> str:
-        return f"harmonic={self.harmonic}, " + super().extra_repr()
+        return (f"harmonic={self.harmonic}, mean_loss={self.mean_loss}, "
+                + super().extra_repr())
 
     def per_event(self, prediction, target):
         vector, kappa = prediction
         psi = self.harmonic * target
         cos = (unit_vector(vector) * torch.stack((torch.cos(psi), torch.sin(psi)), -1)).sum(-1)
-        return (kappa * (1.0 - cos).clamp_min(0.0) + torch.log(torch.special.i0e(kappa))
-                + _LOG_2PI)
+        if self.mean_loss == "cosine":
+            cosine = 1.0 - cos
+            cos = cos.detach()
+        nll = (kappa * (1.0 - cos).clamp_min(0.0) + torch.log(torch.special.i0e(kappa))
+               + _LOG_2PI)
+        return nll + cosine if self.mean_loss == "cosine" else nll
 
 
 def _log_sinhc_minus_k(kappa: torch.Tensor, small: float = 1e-2) -> torch.Tensor:

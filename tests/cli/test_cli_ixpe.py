@@ -200,6 +200,17 @@ def test_train_then_reconstruct_and_evaluate_nn(tmp_path):
     assert summary["n_train"] == 240 and (run / "model" / "weights.safetensors").exists()
     # a second run into the same directory must say how to continue
     _assert_user_error(_run(["ixpe", "train", ev, "-o", run, "-q"], ok=False), "--resume")
+    # fine-tuning starts from the trained weights, with the model's network
+    tuned = tmp_path / "tuned"
+    out = _run(["ixpe", "train", ev, "-o", tuned, "--init", run / "model", "--angle-loss",
+                "nll", "--epochs", "1", "--batch-size", "32", "--max-steps-per-epoch", "1",
+                "--val-fraction", "0.2", "-q"]).output
+    cfg = json.loads((tuned / "model" / "config.json").read_text())
+    assert cfg["network"]["widths"] == [4, 8, 8] and cfg["network"]["angle_loss"] == "nll"
+    assert cfg["training"]["init"] == str(run / "model")
+    assert "started from the weights of" in (tuned / "model" / "card.md").read_text()
+    _assert_user_error(_run(["ixpe", "train", ev, "-o", tmp_path / "t2", "--init", run / "model",
+                             "--widths", "8,8,8", "-q"], ok=False), "drop --widths")
     _run(["ixpe", "reconstruct", ev, "--method", "nn", "--model", run / "model", "--tta", "1",
           "-q"])
     _run(["ixpe", "reconstruct", ev, "-q"])

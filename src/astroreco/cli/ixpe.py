@@ -81,14 +81,22 @@ def simulate(out, n_events, energy, polarization_degree, polarization_angle, spo
                    "--fine-tune all.")
 @click.option("--fine-tune", type=click.Choice(["last", "all"]), default="last",
               show_default=True, help="With --pretrained: which layers train.")
+@click.option("--angle-loss", type=click.Choice(["nll", "cosine"]), default="nll",
+              show_default=True,
+              help="multitask: what trains the mean emission angle: the von Mises NLL, or "
+                   "the cosine loss (every event alike; kappa still from the NLL).")
+@click.option("--init", "init", type=click.Path(), default=None,
+              help="Start from this trained model directory (fine-tuning); the network "
+                   "(architecture, crop, widths, tta) is the model's.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from its last epoch.")
 @device_option()
 @seed_option()
 @overwrite_option()
 @quiet_option()
-def train(events, out, architecture, representation, image_size, widths, epochs, batch_size,
-          lr, patience, val_fraction, max_steps_per_epoch, devices, tta, pretrained, fine_tune,
-          resume, device, seed, overwrite, quiet):
+@click.pass_context
+def train(ctx, events, out, architecture, representation, image_size, widths, epochs,
+          batch_size, lr, patience, val_fraction, max_steps_per_epoch, devices, tta, pretrained,
+          fine_tune, angle_loss, init, resume, device, seed, overwrite, quiet):
     """Train a network on simulated EVENTS (with truth)."""
     import sys
 
@@ -98,19 +106,32 @@ def train(events, out, architecture, representation, image_size, widths, epochs,
     from astroreco.errors import InputError
     from astroreco.training import OptimConfig, TrainConfig
 
-    try:
-        widths = tuple(int(w) for w in widths.split(","))
-    except ValueError:
-        raise InputError(f"--widths {widths!r}: expected comma-separated integers") from None
-    net = IxpeNetConfig(architecture=architecture, widths=widths, tta=int(tta),
-                        pretrained=pretrained, fine_tune=fine_tune,
-                        image=ImageConfig(representation=representation, size=image_size))
+    if init is not None:
+        from click.core import ParameterSource
+
+        from astroreco.io.modeldir import read_model_config
+
+        given = [f"--{name.replace('_', '-')}" for name in
+                 ("architecture", "representation", "image_size", "widths", "tta",
+                  "pretrained") if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+        if given:
+            raise InputError(f"--init {init}: the network is the model's; drop {', '.join(given)}")
+        net = IxpeNetConfig(**{**read_model_config(init, "ixpe")["network"],
+                               "angle_loss": angle_loss})
+    else:
+        try:
+            widths = tuple(int(w) for w in widths.split(","))
+        except ValueError:
+            raise InputError(f"--widths {widths!r}: expected comma-separated integers") from None
+        net = IxpeNetConfig(architecture=architecture, widths=widths, tta=int(tta),
+                            pretrained=pretrained, fine_tune=fine_tune, angle_loss=angle_loss,
+                            image=ImageConfig(representation=representation, size=image_size))
     config = TrainConfig(max_epochs=epochs, batch_size=batch_size, patience=patience,
                          seed=seed, accelerator="gpu" if device.startswith("cuda") else "cpu",
                          devices=devices, progress=not quiet,
                          max_steps_per_epoch=max_steps_per_epoch, optim=OptimConfig(lr=lr))
     summary = run(events, out, net=net, config=config, val_fraction=val_fraction,
-                  resume=resume, overwrite=overwrite,
+                  resume=resume, overwrite=overwrite, init=init,
                   command="astroreco ixpe train " + " ".join(sys.argv[3:]))
     click.echo(json.dumps(summary))
 

@@ -71,6 +71,15 @@ def test_train_writes_a_model_directory(trained):
     assert "480 training" in card and "Measured against the moments analysis" in card
 
 
+def test_init_needs_the_same_architecture(events, trained, tmp_path):
+    cfg = TrainConfig(max_epochs=1, batch_size=64, progress=False, max_steps_per_epoch=1)
+    net = neural.IxpeNetConfig(**{**TINY, "widths": (4, 8, 16)})
+    with pytest.raises(InputError, match="do not match|has shape"):
+        ixpe_train.train(events, tmp_path / "r", net=net, config=cfg, init=trained["model"])
+    with pytest.raises(InputError, match="angle_loss 'l1'"):
+        neural.IxpeNetConfig(angle_loss="l1")
+
+
 def test_reconstruct_with_nn(events, trained, tmp_path):
     path = tmp_path / "events.h5"
     shutil.copy(events, path)

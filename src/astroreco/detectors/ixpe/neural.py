@@ -77,6 +77,10 @@ class IxpeNetConfig:
     fine_tune : str
         With ``pretrained``: ``last`` trains only the final layer (the seed paper's
         transfer learning), ``all`` trains everything.
+    angle_loss : str
+        Multitask: what trains the mean emission angle, ``nll`` (the von Mises NLL) or
+        ``cosine`` (the cosine loss, with kappa from the NLL); see
+        :class:`astroreco.losses.VonMisesLoss`.
     """
 
     architecture: str = "multitask"
@@ -91,6 +95,7 @@ class IxpeNetConfig:
     tta: int = 3
     pretrained: str | None = None
     fine_tune: str = "last"
+    angle_loss: str = "nll"
 
     def __post_init__(self):
         if isinstance(self.image, dict):
@@ -103,6 +108,8 @@ class IxpeNetConfig:
             raise InputError("pretrained weights: only for architecture resnet34_impact")
         if self.fine_tune not in ("last", "all"):
             raise InputError(f"fine_tune {self.fine_tune!r}: expected 'last' or 'all'")
+        if self.angle_loss not in ("nll", "cosine"):
+            raise InputError(f"angle_loss {self.angle_loss!r}: expected 'nll' or 'cosine'")
         if self.tta not in TTA_SYMMETRIES:
             raise InputError(f"tta {self.tta}: expected one of "
                              f"{', '.join(map(str, TTA_SYMMETRIES))}")
@@ -145,7 +152,8 @@ def build_loss(cfg: IxpeNetConfig) -> torch.nn.Module:
 
     if cfg.architecture == "multitask":
         wt = cfg.weights
-        return TaskLoss([Term("angle", "phi", losses.VonMisesLoss(harmonic=2), wt["angle"]),
+        angle = losses.VonMisesLoss(harmonic=2, mean_loss=cfg.angle_loss)
+        return TaskLoss([Term("angle", "phi", angle, wt["angle"]),
                          Term("impact", "impact", losses.GaussianNLLLoss(), wt["impact"]),
                          Term("energy", "energy", losses.GaussianNLLLoss(), wt["energy"])])
     if cfg.architecture in ("vgg_multihead", "vgg16_multihead"):

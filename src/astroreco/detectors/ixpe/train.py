@@ -78,7 +78,7 @@ class IxpeSource:
 
 def train(events, out, *, net: IxpeNetConfig | None = None, config=None,
           val_fraction: float = 0.1, val_events=None, resume: bool = False,
-          overwrite: bool = False, command: str | None = None) -> dict:
+          overwrite: bool = False, init=None, command: str | None = None) -> dict:
     """Train an IXPE network on simulated events and write the model directory ``out/model``.
 
     Parameters
@@ -97,6 +97,9 @@ def train(events, out, *, net: IxpeNetConfig | None = None, config=None,
         A separate validation file.
     resume, overwrite : bool
         See :func:`astroreco.training.fit`.
+    init : path-like, optional
+        A trained IXPE model directory to start from (fine-tuning): its weights are loaded
+        into the network of ``net``, whose architecture must match.
     command : str, optional
         The command line that ran this, recorded in the model card.
     """
@@ -125,6 +128,10 @@ def train(events, out, *, net: IxpeNetConfig | None = None, config=None,
         with EventFile(val_events, EVENT_SCHEMA) as ef:
             val_src = IxpeSource(val_events, 0, ef.n_events, net.image)
     model = build_model(net)
+    if init is not None:
+        from astroreco.io.modeldir import load_model_dir, load_state
+
+        load_state(model, load_model_dir(init, detector="ixpe")[0], init)
     if net.pretrained:
         from astroreco.nn.backbones import load_torchvision_weights
 
@@ -136,7 +143,7 @@ def train(events, out, *, net: IxpeNetConfig | None = None, config=None,
                "train_seconds": round(result.seconds, 1),
                "best_val_loss": result.best_val_loss, "machine": platform.processor()
                or platform.machine(), "threads": torch.get_num_threads(),
-               "command": command}
+               "init": None if init is None else str(init), "command": command}
     if not result.is_global_zero:
         return summary
     n_params = sum(p.numel() for p in model.parameters())
@@ -182,6 +189,8 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              f"- {tr['epochs']} epochs, {tr['steps']} steps, {tr['train_seconds']} s on "
              f"{tr['machine']} ({tr['threads']} threads); best validation loss "
              f"{tr['best_val_loss']:.4f}",
+             f"- mean emission angle trained with the {net.get('angle_loss', 'nll')} loss",
+             *([f"- started from the weights of `{tr['init']}`"] if tr.get("init") else []),
              f"- command: `{tr.get('command') or 'astroreco ixpe train ...'}`", ""]
     if history:
         lines += ["| epoch | train loss | val loss |", "|---|---|---|"]
