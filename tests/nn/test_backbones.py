@@ -56,6 +56,22 @@ def test_compact_conv_net(size, hexagonal):
     _all_params_get_gradient(net, x)
 
 
+def test_compact_conv_net_stem_adds_full_resolution_blocks():
+    torch.manual_seed(2)
+    plain = CompactConvNet(1, 12, widths=(4, 8, 8), n_features=8)
+    deep = CompactConvNet(1, 12, widths=(4, 8, 8), n_features=8, stem=3)
+    assert len(_hex_convs(deep)) == 7
+    # the default keeps the layer names of saved models; the stem blocks are 4 -> 4 channels
+    assert list(plain.state_dict())[:3] == list(deep.state_dict())[:3]
+    extra = sum(p.numel() for p in deep.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 2 * (4 * 4 * 9 + 2 * 4)  # two 3x3 kernels (masked in use) + BatchNorm
+    x = torch.randn(2, 1, 12, 12)
+    assert deep(x).shape == (2, 8)
+    _all_params_get_gradient(deep, x)
+    with pytest.raises(InputError, match="stem must be >= 1"):
+        CompactConvNet(1, 12, stem=0)
+
+
 def test_compact_conv_net_rejects_bad_sizes():
     with pytest.raises(InputError, match="multiple of 4"):
         CompactConvNet(1, 30)

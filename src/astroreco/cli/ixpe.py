@@ -62,6 +62,8 @@ def simulate(out, n_events, energy, polarization_degree, polarization_angle, spo
               help="Crop side in hexagonal pixels.")
 @click.option("--widths", default="16,32,64", show_default=True,
               help="Channel widths of the compact backbone.")
+@click.option("--stem", type=int, default=1, show_default=True,
+              help="Full-resolution conv blocks of the compact backbone (cost grows fast).")
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate.")
@@ -94,7 +96,7 @@ def simulate(out, n_events, energy, polarization_degree, polarization_angle, spo
 @overwrite_option()
 @quiet_option()
 @click.pass_context
-def train(ctx, events, out, architecture, representation, image_size, widths, epochs,
+def train(ctx, events, out, architecture, representation, image_size, widths, stem, epochs,
           batch_size, lr, patience, val_fraction, max_steps_per_epoch, devices, tta, pretrained,
           fine_tune, angle_loss, init, resume, device, seed, overwrite, quiet):
     """Train a network on simulated EVENTS (with truth)."""
@@ -112,7 +114,7 @@ def train(ctx, events, out, architecture, representation, image_size, widths, ep
         from astroreco.io.modeldir import read_model_config
 
         given = [f"--{name.replace('_', '-')}" for name in
-                 ("architecture", "representation", "image_size", "widths", "tta",
+                 ("architecture", "representation", "image_size", "widths", "stem", "tta",
                   "pretrained") if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
         if given:
             raise InputError(f"--init {init}: the network is the model's; drop {', '.join(given)}")
@@ -123,7 +125,7 @@ def train(ctx, events, out, architecture, representation, image_size, widths, ep
             widths = tuple(int(w) for w in widths.split(","))
         except ValueError:
             raise InputError(f"--widths {widths!r}: expected comma-separated integers") from None
-        net = IxpeNetConfig(architecture=architecture, widths=widths, tta=int(tta),
+        net = IxpeNetConfig(architecture=architecture, widths=widths, stem=stem, tta=int(tta),
                             pretrained=pretrained, fine_tune=fine_tune, angle_loss=angle_loss,
                             image=ImageConfig(representation=representation, size=image_size))
     config = TrainConfig(max_epochs=epochs, batch_size=batch_size, patience=patience,

@@ -42,7 +42,7 @@ def conv_block(in_ch: int, out_ch: int, stride: int = 1, hexagonal: bool = False
 
 
 class CompactConvNet(nn.Module):
-    """The CPU-scale backbone: five conv blocks, flatten, one dense layer.
+    """The CPU-scale backbone: five conv blocks (more with ``stem``), flatten, one dense layer.
 
     Parameters
     ----------
@@ -54,6 +54,9 @@ class CompactConvNet(nn.Module):
         Output width (attribute ``n_features``).
     hexagonal : bool
         Use :class:`HexConv2d` (input on a hexagonal lattice in axial storage).
+    stem : int
+        Conv blocks at full resolution before the first stride-2 block (the most expensive
+        ones: each adds ``S^2 w0^2`` multiply-adds per stencil tap).
 
     Shapes
     ------
@@ -62,8 +65,10 @@ class CompactConvNet(nn.Module):
     """
 
     def __init__(self, in_channels: int, image_size: int, widths=(16, 32, 64),
-                 n_features: int = 128, hexagonal: bool = True) -> None:
+                 n_features: int = 128, hexagonal: bool = True, stem: int = 1) -> None:
         super().__init__()
+        if stem < 1:
+            raise InputError(f"CompactConvNet: stem must be >= 1, got {stem}")
         if image_size <= 0 or image_size % 4:
             raise InputError(f"CompactConvNet: image_size must be a positive multiple of 4, "
                              f"got {image_size}")
@@ -73,6 +78,7 @@ class CompactConvNet(nn.Module):
         self.in_channels, self.image_size, self.n_features = in_channels, image_size, n_features
         self.features = nn.Sequential(
             conv_block(in_channels, w0, hexagonal=hexagonal),  # (N, w0, S, S)
+            *(conv_block(w0, w0, hexagonal=hexagonal) for _ in range(stem - 1)),
             conv_block(w0, w1, stride=2, hexagonal=hexagonal),  # (N, w1, S/2, S/2)
             conv_block(w1, w1, hexagonal=hexagonal),  # (N, w1, S/2, S/2)
             conv_block(w1, w2, stride=2, hexagonal=hexagonal),  # (N, w2, S/4, S/4)

@@ -60,6 +60,8 @@ class IxpeNetConfig:
         Channel widths of the compact backbone.
     n_features : int
         Width of the shared feature vector.
+    stem : int
+        Full-resolution conv blocks of the compact backbone.
     impact_to_angle : bool
         Feed the predicted impact point to the angle head (multitask).
     weights : dict
@@ -87,6 +89,7 @@ class IxpeNetConfig:
     image: ImageConfig = field(default_factory=ImageConfig)
     widths: tuple = (16, 32, 64)
     n_features: int = 128
+    stem: int = 1
     impact_to_angle: bool = True
     weights: dict = field(default_factory=lambda: {"angle": 1.0, "impact": 1.0,
                                                     "energy": 0.5})
@@ -129,7 +132,7 @@ def build_model(cfg: IxpeNetConfig) -> torch.nn.Module:
     hexagonal = cfg.image.representation == "hexagonal"
     if cfg.architecture == "multitask":
         body = backbones.CompactConvNet(c, h, widths=cfg.widths, n_features=cfg.n_features,
-                                        hexagonal=hexagonal)
+                                        hexagonal=hexagonal, stem=cfg.stem)
         extra = 2 if cfg.impact_to_angle else 0
         return MultiTaskNet(body, {
             "impact": heads.GaussianHead(body.n_features, 2),

@@ -176,7 +176,8 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              "## Architecture and preprocessing", "",
              f"- input: {net['image']['representation']} crop, {net['image']['size']} "
              f"pixels, charge / {net['image']['charge_scale']:g} e-",
-             f"- backbone widths {net['widths']}, {net['n_features']} features, "
+             f"- backbone widths {net['widths']}, stem {net.get('stem', 1)}, "
+             f"{net['n_features']} features, "
              f"{tr.get('n_parameters', '?')} parameters",
              f"- impact point fed to the angle head: {net['impact_to_angle']}",
              f"- test-time averaging over {net['tta']} lattice symmetries", "",
