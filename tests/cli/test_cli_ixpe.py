@@ -244,6 +244,26 @@ def test_spurious_calibration_then_evaluate(tmp_path):
     _run(["ixpe", "evaluate", test_ev, "-o", report, "--spurious", cal])
     rows = json.loads((report / "metrics.json").read_text())["rows"]
     assert all("amplitude_2_calibrated" in r for r in rows)
+    # the Level-2 file carries the corrected Stokes parameters: their mean over the
+    # calibration events themselves is zero per energy bin
+    l2 = tmp_path / "cal.fits"
+    _run(["ixpe", "reconstruct", cal_ev, "--fits", l2, "--spurious", cal, "-q"])
+    from astroreco.detectors.ixpe.level2 import read_level2
+
+    columns = read_level2(l2).columns
+    # (events outside the edges use the nearest bin)
+    k = np.clip(np.searchsorted(out["edges_kev"], columns["ENERGY"], side="right") - 1, 0,
+                len(out["q"]) - 1)
+    for b in np.unique(k):
+        assert abs(columns["Q"][k == b].mean()) < 1e-4
+        assert abs(columns["U"][k == b].mean()) < 1e-4
+    assert np.allclose(columns["Q"] + np.array(out["q"])[k], 2 * np.cos(2 * columns["DETPHI"]),
+                       atol=1e-5)
+    _assert_user_error(_run(["ixpe", "reconstruct", cal_ev, "--spurious", cal], ok=False),
+                       "give --fits")
+    _assert_user_error(_run(["ixpe", "reconstruct", cal_ev, "--method", "nn", "--fits",
+                             tmp_path / "nn.fits", "--spurious", cal], ok=False),
+                       "measured for method 'moments', not 'nn'")
     # a polarized file is refused as a calibration source
     pol = tmp_path / "pol.h5"
     _simulate(pol)

@@ -148,16 +148,20 @@ def train(ctx, events, out, architecture, representation, image_size, widths, st
               help="Lattice symmetries averaged (default: the model's setting).")
 @click.option("--fits", type=click.Path(), default=None,
               help="Also write an IXPE Level-2 FITS event file (for ixpeobssim xpbin).")
+@click.option("--spurious", type=click.Path(), default=None,
+              help="With --fits: subtract this spurious-modulation calibration of METHOD "
+                   "('astroreco ixpe spurious') from the Level-2 Q and U.")
 @device_option()
 @overwrite_option()
 @quiet_option()
-def reconstruct(events, method, model_dir, tta, fits, device, overwrite, quiet):
+def reconstruct(events, method, model_dir, tta, fits, spurious, device, overwrite, quiet):
     """Reconstruct EVENTS; results go under /reco/METHOD in the same file."""
     from astroreco.detectors.ixpe.pipeline import reconstruct as run
 
     click.echo(json.dumps(run(events, method=method, model=model_dir,
                               tta=None if tta is None else int(tta), device=device,
-                              fits=fits, overwrite=overwrite, progress=not quiet)))
+                              fits=fits, spurious=spurious, overwrite=overwrite,
+                              progress=not quiet)))
 
 
 @ixpe.command("spurious")

@@ -162,6 +162,24 @@ def test_stokes_parameters(tmp_path):
     np.testing.assert_allclose(columns["U"], [0, 2, 0, -2], atol=1e-6)
 
 
+def test_stokes_override_keeps_detphi(tmp_path):
+    """Corrected Q, U (e.g. spurious modulation subtracted) go to Q, U; DETPHI stays phi."""
+    ev = _events(n=50)
+    q = 2.0 * np.cos(2.0 * ev["phi"]) - 0.1
+    u = 2.0 * np.sin(2.0 * ev["phi"]) + 0.05
+    path = tmp_path / "ev.fits"
+    write_level2(path, **ev, stokes=(q, u))
+    columns = read_level2(path).columns
+    np.testing.assert_allclose(columns["Q"], q, atol=1e-6)
+    np.testing.assert_allclose(columns["U"], u, atol=1e-6)
+    np.testing.assert_allclose(columns["DETPHI"], ev["phi"], atol=1e-6)
+    for bad, match in (((q,), "pair of arrays"), ((q[:3], u), "stokes Q"),
+                       ((q, np.where(np.arange(50) == 7, np.nan, u)), "stokes U")):
+        with pytest.raises(InputError, match=match):
+            write_level2(tmp_path / "bad.fits", **ev, stokes=bad)
+    assert not (tmp_path / "bad.fits").exists()
+
+
 def test_sky_pixels_follow_the_wcs(tmp_path):
     x_mm = np.array([0.0, 1.0, 0.0, -3.0])
     y_mm = np.array([0.0, 0.0, 1.0, 2.0])

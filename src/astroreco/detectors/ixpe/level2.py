@@ -149,7 +149,7 @@ def _check_output_path(path: Path, overwrite: bool) -> None:
 # --------------------------------------------------------------------------------------
 
 def write_level2(path, *, phi, energy_kev, x_mm, y_mm, w_mom=None, time=None, status=None,
-                 object_name: str = "SIM", ra_deg: float = 0.0, dec_deg: float = 0.0,
+                 stokes=None, object_name: str = "SIM", ra_deg: float = 0.0, dec_deg: float = 0.0,
                  exposure_s: float | None = None, overwrite: bool = False) -> Path:
     """Write reconstructed events as an IXPE Level-2 event file; returns the path written.
 
@@ -172,6 +172,11 @@ def write_level2(path, *, phi, energy_kev, x_mm, y_mm, w_mom=None, time=None, st
         ``TSTART + (i + 0.5) * exposure / n`` with ``TSTART = 0``.
     status : integer array (n,), optional
         Status flags (default 0).
+    stokes : (array (n,), array (n,)), optional
+        Per-event ``(Q, U)`` to write instead of ``2 cos 2phi, 2 sin 2phi``: e.g. after the
+        spurious-modulation correction (:meth:`SpuriousCalibration.stokes
+        <astroreco.detectors.ixpe.spurious.SpuriousCalibration.stokes>`), as IXPE's Level-2
+        files carry them.  DETPHI stays the reconstructed angle.
     object_name, ra_deg, dec_deg
         Target name and sky position (deg) of the detector centre (WCS reference).
     exposure_s : float, optional
@@ -214,8 +219,16 @@ def write_level2(path, *, phi, energy_kev, x_mm, y_mm, w_mom=None, time=None, st
             raise InputError("status: values do not fit in 32-bit integers")
         status = status.astype(np.int32)
 
+    if stokes is None:
+        q, u = 2.0 * np.cos(2.0 * phi), 2.0 * np.sin(2.0 * phi)
+    else:
+        if not isinstance(stokes, (tuple, list)) or len(stokes) != 2:
+            raise InputError("stokes: expected a pair of arrays (Q, U)")
+        q, u = _as_1d_float("stokes Q", stokes[0]), _as_1d_float("stokes U", stokes[1])
+        _check_length("stokes Q", q, n)
+        _check_length("stokes U", u, n)
     for name, array in (("phi", phi), ("energy_kev", energy), ("x_mm", x_mm),
-                        ("y_mm", y_mm), ("w_mom", w_mom)):
+                        ("y_mm", y_mm), ("w_mom", w_mom), ("stokes Q", q), ("stokes U", u)):
         _check_finite(name, array)
     outside = (energy <= 0.0) | (energy >= ENERGY_MAX_KEV)
     if outside.any():
@@ -266,8 +279,8 @@ def write_level2(path, *, phi, energy_kev, x_mm, y_mm, w_mom=None, time=None, st
         "X": sky_x,
         "Y": sky_y,
         "DETPHI": phi,
-        "Q": 2.0 * np.cos(2.0 * phi),
-        "U": 2.0 * np.sin(2.0 * phi),
+        "Q": q,
+        "U": u,
     }
     values = {
         "TSTART": tstart,

@@ -146,7 +146,7 @@ def read_tracks(path, start=0, stop=None) -> tuple[np.ndarray, dict]:
 
 
 def reconstruct(events, *, method: str = "moments", model=None, tta: int | None = None,
-                device: str = "cpu", fits=None, overwrite: bool = False,
+                device: str = "cpu", fits=None, spurious=None, overwrite: bool = False,
                 chunk_size: int = 200_000, progress: bool = True) -> dict:
     """Reconstruct every event of ``events`` and store the result under ``/reco/<method>``.
 
@@ -164,6 +164,9 @@ def reconstruct(events, *, method: str = "moments", model=None, tta: int | None 
         torch device for ``nn``.
     fits : path-like, optional
         Also write an IXPE Level-2 FITS file readable by ixpeobssim's ``xpbin``.
+    spurious : path-like or SpuriousCalibration, optional
+        With ``fits``: subtract this spurious-modulation calibration (measured for the same
+        method, ``astroreco ixpe spurious``) from the Level-2 Q and U.
     overwrite : bool
         Replace an existing FITS file.  A reconstruction stored under the same method name
         is always replaced (re-running a reconstruction updates it).
@@ -177,6 +180,10 @@ def reconstruct(events, *, method: str = "moments", model=None, tta: int | None 
         raise InputError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
     if fits is not None and Path(fits).exists() and not overwrite:
         raise InputError(f"{fits}: file exists (use --overwrite to replace it)")
+    if spurious is not None:
+        if fits is None:
+            raise InputError("--spurious: corrects the Level-2 output; give --fits too")
+        spurious = _spurious_for(spurious, method)
     if method == "moments":
         reconstructor = _MomentsReconstructor()
     else:
@@ -205,7 +212,7 @@ def reconstruct(events, *, method: str = "moments", model=None, tta: int | None 
                          config={"method": method, "config": reconstructor.config_dict()},
                          overwrite=True)
     if fits is not None:
-        write_fits(events, fits, method=method, overwrite=overwrite)
+        write_fits(events, fits, method=method, spurious=spurious, overwrite=overwrite)
     status = table["status"]
     return {"method": method, "n_events": int(n), "file": str(events),
             "status_counts": {name: int(np.count_nonzero(status & bit))
@@ -233,17 +240,39 @@ def charge_to_energy(pha, config: dict) -> np.ndarray:
     return (np.asarray(pha, dtype=np.float64) * w_ev * 1e-3 / det.gem_gain).astype(np.float32)
 
 
-def write_fits(events, fits, *, method="moments", overwrite=False):
-    """Write the ``method`` reconstruction of ``events`` as an IXPE Level-2 FITS file."""
+def _spurious_for(spurious, method: str):
+    """A SpuriousCalibration (loaded from a path when needed), checked against ``method``."""
+    from astroreco.detectors.ixpe.spurious import SpuriousCalibration
+
+    source = spurious
+    if not isinstance(spurious, SpuriousCalibration):
+        spurious = SpuriousCalibration.load(spurious)
+    if spurious.method and spurious.method != method:
+        where = "" if source is spurious else f"{source}: "
+        raise InputError(f"{where}spurious calibration measured for method "
+                         f"{spurious.method!r}, not {method!r}")
+    return spurious
+
+
+def write_fits(events, fits, *, method="moments", spurious=None, overwrite=False):
+    """Write the ``method`` reconstruction of ``events`` as an IXPE Level-2 FITS file.
+
+    ``spurious`` (a calibration or its JSON file, for the same method): Q and U are written
+    with the spurious modulation subtracted event by event, as in IXPE's Level-2 data.
+    """
     from astroreco.detectors.ixpe.level2 import write_level2
 
+    if spurious is not None:
+        spurious = _spurious_for(spurious, method)
     with EventFile(events, EVENT_SCHEMA) as ef:
         r = ef.reco(method)
     ok = np.isfinite(r["phi"]) & (r["energy_kev"] > 0) & (r["energy_kev"] < 15)
     weight = r["w_mom"] if "w_mom" in r else r["weight"]
     ok &= np.isfinite(weight)
-    write_level2(fits, phi=r["phi"][ok], energy_kev=r["energy_kev"][ok], x_mm=r["x_mm"][ok],
-                 y_mm=r["y_mm"][ok], w_mom=weight[ok], status=r["status"][ok].astype(int),
+    phi, energy = r["phi"][ok], r["energy_kev"][ok]
+    stokes = None if spurious is None else spurious.stokes(phi, energy)
+    write_level2(fits, phi=phi, energy_kev=energy, x_mm=r["x_mm"][ok], y_mm=r["y_mm"][ok],
+                 w_mom=weight[ok], status=r["status"][ok].astype(int), stokes=stokes,
                  overwrite=overwrite)
     return Path(fits)
 
