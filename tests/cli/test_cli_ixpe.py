@@ -7,35 +7,15 @@ import json
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from astroreco.cli import cli
+from clirun import assert_user_error as _assert_user_error
+from clirun import run as _run
 
 N = 300
-
-
-def _run(args, ok=True):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, (result.output, result.exception)
-    return result
 
 
 def _simulate(out, seed=1, extra=()):
     return _run(["ixpe", "simulate", "-o", out, "-n", N, "--energy", "4", "--pd", "1",
                  "--seed", seed, "-q", *extra])
-
-
-def _assert_user_error(result, *needles):
-    """Exit status 2 and one line ``error: ...`` on stderr, never a traceback."""
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert "Traceback" not in result.output
-    err = result.stderr.strip()
-    assert err.startswith("error: "), err
-    assert "\n" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,169 @@
+"""TPC event files: simulate recoils into the HDF5 event store, read sparse voxels back.
+
+Hits are the non-empty voxels of each event in COO form, ``(i, j, k, electrons)``, with
+``i, j, k`` in ``[0, grid_size)``; the truth table holds the initial direction, the start
+point, the energy and the smearing (:data:`~astroreco.detectors.tpc.simulate.TRUTH_FIELDS`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from astroreco.detectors.tpc.simulate import (TRUTH_FIELDS, RecoilSimulator, TpcConfig)
+from astroreco.errors import InputError
+from astroreco.io.store import EventFile, EventSchema, EventWriter, columns
+from astroreco.progress import progress_bar
+
+EVENT_SCHEMA = EventSchema(
+    detector="tpc",
+    hits=columns([("i", "i2", "", "voxel index along x"), ("j", "i2", "", "voxel index along y"),
+                  ("k", "i2", "", "voxel index along z"),
+                  ("electrons", "f4", "", "ionisation electrons in the voxel")]),
+    truth=columns(TRUTH_FIELDS),
+)
+
+
+def parse_values(text, name: str) -> tuple[str, tuple]:
+    """``'40'`` (fixed), ``'40,50'`` (one of, equally likely) or ``'160:466'`` (uniform).
+
+    Returns ``(kind, values)`` with kind ``fixed``, ``choice`` or ``uniform``.
+    """
+    s = str(text).strip()
+    try:
+        if ":" in s:
+            lo, hi = (float(v) for v in s.split(":"))
+            if not lo <= hi:
+                raise ValueError
+            return "uniform", (lo, hi)
+        values = tuple(float(v) for v in s.split(","))
+    except ValueError:
+        raise InputError(f"--{name} {text!r}: expected a number, 'a,b,...' or 'low:high'") \
+            from None
+    if not all(np.isfinite(values)):
+        raise InputError(f"--{name} {text!r}: expected finite numbers")
+    return ("fixed", values) if len(values) == 1 else ("choice", values)
+
+
+def _energies(kind, values, seed: int, first: int, n: int) -> np.ndarray:
+    """Per-event energies of events ``first..first+n-1``, independent of the chunking."""
+    if kind == "fixed":
+        return np.full(n, values[0])
+    out = np.empty(n)
+    for m in range(n):
+        gen = np.random.default_rng(np.random.SeedSequence([int(seed), first + m, 11]))
+        out[m] = gen.uniform(*values) if kind == "uniform" else gen.choice(values)
+    return out
+
+
+def simulate(out, *, n_events: int, energy="40", sigma="160:466", seed: int = 0,
+             config: TpcConfig | None = None, chunk_size: int = 10_000,
+             overwrite: bool = False, progress: bool = True) -> dict:
+    """Simulate electron recoils into a TPC event file (HDF5, written atomically).
+
+    Parameters
+    ----------
+    out : path-like
+        Event file to write.
+    n_events : int
+        Recoils to simulate; tracks not contained in the grid are not stored.
+    energy : str or float
+        keV: ``40``, ``40,45,50`` (one of them per event) or ``40:50`` (uniform).
+    sigma : str or float
+        Gaussian smearing (um): ``200`` (fixed, test sets) or ``160:466`` (per-track uniform,
+        training sets).
+    seed : int
+        Run seed; event ``k`` depends only on ``(seed, k)``.
+
+    Returns
+    -------
+    dict
+        Summary: file, events stored and simulated, containment, mean track length and
+        electrons per stored track.
+    """
+    if int(n_events) != n_events or n_events <= 0:
+        raise InputError(f"--n-events: expected a positive number, got {n_events}")
+    if chunk_size <= 0:
+        raise InputError(f"--chunk-size: expected a positive number, got {chunk_size}")
+    if int(seed) != seed or seed < 0:
+        raise InputError(f"--seed: expected >= 0, got {seed}")
+    e_kind, e_values = parse_values(energy, "energy")
+    s_kind, s_values = parse_values(sigma, "sigma")
+    if s_kind == "choice":
+        raise InputError(f"--sigma {sigma!r}: expected a number or 'low:high'")
+    sigma_um = s_values[0] if s_kind == "fixed" else s_values
+    config = config or TpcConfig()
+    sim = RecoilSimulator(config)
+    meta = {"detector": config.to_dict(), "n_events": int(n_events), "seed": int(seed),
+            "energy_kev": {"kind": e_kind, "values": list(e_values)},
+            "sigma_um": {"kind": s_kind, "values": list(s_values)}}
+    lengths, electrons = [], []
+    with EventWriter(out, EVENT_SCHEMA, config=meta, overwrite=overwrite) as writer, \
+            progress_bar(f"simulating {n_events} recoils", total=n_events,
+                         enabled=progress) as bar:
+        for first in range(0, n_events, chunk_size):
+            n = min(chunk_size, n_events - first)
+            batch = sim.simulate(n, energy_kev=_energies(e_kind, e_values, seed, first, n),
+                                 sigma_um=sigma_um, seed=seed, first=first,
+                                 progress=bar.advance)
+            c = batch.coords
+            writer.append(batch.offsets, hits={"i": c[:, 0], "j": c[:, 1], "k": c[:, 2],
+                                               "electrons": batch.values},
+                          truth=batch.truth, n_simulated=batch.n_simulated)
+            lengths.append(batch.truth["length_cm"])
+            electrons.append(batch.truth["n_electrons"])
+        stored = writer.n_events
+    lengths, electrons = np.concatenate(lengths), np.concatenate(electrons)
+    return {"file": str(out), "n_stored": stored, "n_simulated": int(n_events),
+            "containment": stored / n_events,
+            "mean_length_cm": float(lengths.mean()) if stored else None,
+            "mean_electrons": float(electrons.mean()) if stored else None}
+
+
+def read_voxels(path, start: int = 0, stop: int | None = None):
+    """Sparse voxels of a TPC event file: ``(offsets, coords (n, 3) int64, electrons)``.
+
+    Checks what a sparse network needs: indices inside the grid, no duplicate voxel within an
+    event, finite non-negative values, no empty event.
+    """
+    with EventFile(path, EVENT_SCHEMA) as ef:
+        offsets, hits = ef.hits(start, stop)
+        grid = int(ef.config.get("detector", {}).get("grid_size", TpcConfig().grid_size))
+    coords = np.stack([hits["i"], hits["j"], hits["k"]], axis=1).astype(np.int64)
+    check_voxels(offsets, coords, hits["electrons"], grid, where=str(path))
+    return offsets, coords, hits["electrons"]
+
+
+def check_voxels(offsets, coords, values, grid_size: int, where: str = "voxels") -> None:
+    """One-line InputError for voxels a 3D reconstruction cannot use."""
+    offsets = np.asarray(offsets)
+    coords = np.asarray(coords)
+    values = np.asarray(values)
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise InputError(f"{where}: expected voxel coordinates of shape (n, 3), got "
+                         f"{coords.shape}")
+    if len(values) != len(coords) or offsets[-1] != len(coords):
+        raise InputError(f"{where}: {len(coords)} voxel coordinates, {len(values)} values and "
+                         f"offsets ending at {offsets[-1]} do not match")
+    sizes = np.diff(offsets)
+    if np.any(sizes <= 0):
+        raise InputError(f"{where}: event {int(np.flatnonzero(sizes <= 0)[0])} has no voxels")
+    bad = (coords < 0) | (coords >= grid_size)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        event = int(np.searchsorted(offsets, row, side="right") - 1)
+        raise InputError(f"{where}: event {event} has a voxel at {coords[row].tolist()}, "
+                         f"outside the {grid_size}^3 grid")
+    if not np.all(np.isfinite(values)):
+        row = int(np.flatnonzero(~np.isfinite(values))[0])
+        event = int(np.searchsorted(offsets, row, side="right") - 1)
+        raise InputError(f"{where}: event {event} has a non-finite voxel value")
+    if np.any(values < 0):
+        raise InputError(f"{where}: negative voxel values")
+    event = np.repeat(np.arange(len(sizes)), sizes)
+    flat = ((event * grid_size + coords[:, 0]) * grid_size + coords[:, 1]) * grid_size \
+        + coords[:, 2]
+    uniq, counts = np.unique(flat, return_counts=True)
+    if np.any(counts > 1):
+        dup = int(uniq[np.argmax(counts > 1)])
+        raise InputError(f"{where}: event {dup // grid_size ** 3} has duplicate voxel "
+                         f"coordinates")
