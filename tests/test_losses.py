@@ -441,3 +441,42 @@ def test_bad_input_raises_one_line_input_error(call, needles):
     assert "\n" not in message
     for needle in needles:
         assert needle in message, message
+
+
+# ------------------------------------------------------------------------------------------
+# the TPC seed paper's log C3 (kept as an option): where it fails
+# ------------------------------------------------------------------------------------------
+
+def test_paper_log_c3_is_close_below_and_above_its_switch():
+    from astroreco.losses import paper_log_c3
+
+    k = np.concatenate([np.linspace(1e-3, 2.64, 200), np.linspace(2.66, 50, 200)])
+    exact = np.log(k) - np.log(4 * np.pi) - (k + np.log(-np.expm1(-2 * k)) - np.log(2))
+    got = paper_log_c3(t64(k)).numpy()
+    rel = np.abs(got - exact) / np.abs(exact)
+    assert rel.max() < 2e-3  # the paper quotes 0.14% at most
+    assert rel.max() > 1e-4  # ... and it is not exact
+
+
+def test_paper_log_c3_fails_where_the_stable_form_does_not():
+    x = torch.tensor([[0.0, 0.0, 1.0]])
+    mu = torch.tensor([[0.0, 0.6, 0.8]])
+
+    def grad(log_c3, kappa, dtype=torch.float32):
+        k = torch.tensor([kappa], dtype=dtype, requires_grad=True)
+        VonMisesFisherLoss(log_c3=log_c3)((mu.to(dtype), k), x.to(dtype)).backward()
+        return k.grad.item()
+
+    # NaN gradient at large kappa in float32 (the unused Taylor branch overflows)
+    for kappa in (800.0, 1e4):
+        assert np.isnan(grad("paper", kappa))
+        assert np.isfinite(grad("stable", kappa))
+    assert np.isfinite(grad("paper", 500.0))
+    # a jump of the kappa gradient across the switch at 2.65, absent from the stable form
+    jump = abs(grad("paper", 2.65 + 1e-6, torch.float64) - grad("paper", 2.65 - 1e-6,
+                                                                  torch.float64))
+    smooth = abs(grad("stable", 2.65 + 1e-6, torch.float64) - grad("stable", 2.65 - 1e-6,
+                                                                    torch.float64))
+    assert jump > 1e-3 and smooth < 1e-5
+    with pytest.raises(InputError, match="log_c3 'taylor'"):
+        VonMisesFisherLoss(log_c3="taylor")

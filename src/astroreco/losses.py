@@ -267,15 +267,59 @@ class VonMisesFisherLoss(Loss):
     + \\log\\frac{1 - e^{-2\\kappa}}{2\\kappa}`, exact and stable from ``kappa -> 0``
     (limit ``log 4 pi``) to ``kappa = 1e30``; equal to
     ``-scipy.stats.vonmises_fisher(mu, kappa).logpdf(x)``.
+
+    Parameters
+    ----------
+    log_c3 : {"stable", "paper"}
+        ``stable``: the form above.  ``paper``: the TPC seed paper's eq. 6, kept for
+        comparison -- the 15th-order Taylor series of :math:`\log C_3` below
+        ``kappa = 2.65`` and :math:`\log(\kappa / 2\pi) - \kappa` above, switched by
+        ``torch.where``.  Its value is off by up to ~0.14% near the switch, its gradient
+        jumps there, and in float32 the unused Taylor branch overflows at large ``kappa``,
+        which turns the gradient into NaN: above ``kappa = 751.3`` with the polynomial
+        written as in the paper (measured here; the onset depends on how the powers are
+        evaluated, ~566 where ``kappa^14`` itself overflows).
+    reduction : str
+        See :class:`Loss`.
     """
 
     parts = ("vector", "kappa")
     shapes = {"vector": ("N", 3), "kappa": ("N",), "target": ("N", 3)}
+    LOG_C3 = ("stable", "paper")
+
+    def __init__(self, log_c3: str = "stable", reduction: str = "mean"):
+        super().__init__(reduction)
+        if log_c3 not in self.LOG_C3:
+            raise InputError(f"log_c3 {log_c3!r}: expected one of {', '.join(self.LOG_C3)}")
+        self.log_c3 = log_c3
+
+    def extra_repr(self) -> str:
+        return f"log_c3={self.log_c3}, " + super().extra_repr()
 
     def per_event(self, prediction, target):
         vector, kappa = prediction
         cos = (unit_vector(vector) * unit_vector(target)).sum(-1)
+        if self.log_c3 == "paper":
+            return -paper_log_c3(kappa) - kappa * cos
         return kappa * (1.0 - cos).clamp_min(0.0) + _LOG_4PI + _log_sinhc_minus_k(kappa)
+
+
+#: Taylor coefficients of log(sinh k / k) in k^2, k^4, ..., k^14
+_LOG_SINHC_TAYLOR = (1 / 6, -1 / 180, 1 / 2835, -1 / 37800, 1 / 467775, -691 / 3831077250,
+                     2 / 127702575)
+
+
+def paper_log_c3(kappa: torch.Tensor, switch: float = 2.65) -> torch.Tensor:
+    """The TPC seed paper's :math:`\log C_3(\kappa)` (its eq. 6), as published.
+
+    ``-log 4 pi - sum_n c_n kappa^(2n)`` (15th order, powers written out as in the paper)
+    below ``switch``,
+    ``log(kappa / 2 pi) - kappa`` above; both branches are evaluated (``torch.where``).
+    For comparison only: see :class:`VonMisesFisherLoss`.
+    """
+    series = sum(c * kappa ** (2 * n) for n, c in enumerate(_LOG_SINHC_TAYLOR, start=1))
+    return torch.where(kappa < switch, -_LOG_4PI - series,
+                       torch.log(kappa) - math.log(2.0 * math.pi) - kappa)
 
 
 class GaussianNLLLoss(Loss):
