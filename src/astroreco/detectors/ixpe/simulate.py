@@ -34,8 +34,9 @@ import numpy as np
 
 from astroreco import rng
 from astroreco.detectors.ixpe.geometry import IXPE_GRID, HexGrid, nearest_pixel
-from astroreco.detectors.ixpe.source import (ENERGY_RANGE_KEV, EnergySpectrum,  # noqa: F401
-                                            SourceConfig)
+from astroreco.detectors.ixpe.photoabsorption import (lin, photo_tables, sample_cos_theta,
+                                                     sample_energy, sample_phi)
+from astroreco.detectors.ixpe.source import EnergySpectrum, SourceConfig  # noqa: F401
 from astroreco.errors import InputError
 from astroreco.physics.gas import Gas, dme
 from astroreco.physics.transport import TransportTables, local_deposit, place_electrons, \
@@ -125,59 +126,6 @@ TRUTH_FIELDS = (
 )
 
 
-def _photo_tables(gas: Gas):
-    e = np.geomspace(ENERGY_RANGE_KEV[0], ENERGY_RANGE_KEV[1], 400)
-    mu = gas.photoabsorption_per_cm(e)  # (n_el, n)
-    cdf = np.cumsum(mu, axis=0) / mu.sum(axis=0)
-    cdf[-1] = 1.0
-    els = gas.elements
-    return (math.log(e[0]), math.log(e[1] / e[0]), np.ascontiguousarray(mu.sum(axis=0)),
-            np.ascontiguousarray(cdf),
-            np.array([el.k_binding_kev for el in els]),
-            np.array([el.auger_kev for el in els]),
-            np.array([el.fluorescence_yield for el in els]),
-            np.array([el.z for el in els], dtype=np.int64))
-
-
-@numba.njit(cache=True, inline="always")
-def _lin(tab, log_e0, dlog_e, e):
-    x = (math.log(e) - log_e0) / dlog_e
-    i = min(max(int(x), 0), tab.shape[0] - 2)
-    f = x - i
-    return tab[i] * (1.0 - f) + tab[i + 1] * f
-
-
-@numba.njit(cache=True)
-def _sample_energy(state, grid, cdf):
-    u = rng.uniform(state)
-    for i in range(1, grid.shape[0]):
-        if u <= cdf[i] or i == grid.shape[0] - 1:
-            w = cdf[i] - cdf[i - 1]
-            f = 0.0 if w <= 0 else (u - cdf[i - 1]) / w
-            return grid[i - 1] + f * (grid[i] - grid[i - 1])
-    return grid[0]
-
-
-@numba.njit(cache=True)
-def _sample_cos_theta(state, beta):
-    """cos(theta) from sin^2(theta) / (1 - beta cos theta)^4 (per unit solid angle)."""
-    c_star = 0.0 if beta < 1e-9 else (-1.0 + math.sqrt(1.0 + 8.0 * beta * beta)) / (2.0 * beta)
-    fmax = (1.0 - c_star * c_star) / (1.0 - beta * c_star) ** 4 * 1.0001
-    while True:
-        c = 2.0 * rng.uniform(state) - 1.0
-        if rng.uniform(state) * fmax <= (1.0 - c * c) / (1.0 - beta * c) ** 4:
-            return c
-
-
-@numba.njit(cache=True)
-def _sample_phi(state, degree, angle):
-    """Azimuth from 1 + P cos 2(phi - phi0) on [-pi, pi)."""
-    while True:
-        phi = (2.0 * rng.uniform(state) - 1.0) * math.pi
-        if rng.uniform(state) * (1.0 + degree) <= 1.0 + degree * math.cos(2.0 * (phi - angle)):
-            return phi
-
-
 @numba.njit(cache=True)
 def _tail_normal(state, a):
     """Standard normal deviate conditioned on x > a (a > 0), Marsaglia's tail method."""
@@ -225,8 +173,8 @@ def _simulate_range(seed, first, n_events, e_grid, e_cdf, pol_deg, pol_ang, spot
         gi = first + k
         while True:  # retried with larger buffers if a track does not fit
             rng.seed_stream(state, seed, gi)
-            energy = _sample_energy(state, e_grid, e_cdf)
-            mu = _lin(mu_tot, log_p0, dlog_p, energy)
+            energy = sample_energy(state, e_grid, e_cdf)
+            mu = lin(mu_tot, log_p0, dlog_p, energy)
             depth = -math.log(1.0 - rng.uniform(state) * (1.0 - math.exp(-mu * gap))) / mu
             z0 = gap - depth
             r = spot[2] * math.sqrt(rng.uniform(state))
@@ -235,7 +183,7 @@ def _simulate_range(seed, first, n_events, e_grid, e_cdf, pol_deg, pol_ang, spot
             y0 = spot[1] + r * math.sin(a)
             u = rng.uniform(state)
             el = 0
-            while el < el_cdf.shape[0] - 1 and u > _lin(el_cdf[el], log_p0, dlog_p, energy):
+            while el < el_cdf.shape[0] - 1 and u > lin(el_cdf[el], log_p0, dlog_p, energy):
                 el += 1
             e_pe = energy
             has_auger = False
@@ -248,8 +196,8 @@ def _simulate_range(seed, first, n_events, e_grid, e_cdf, pol_deg, pol_ang, spot
                         local = k_bind[el] - auger_e[el]
             tot = e_pe + 510.99895
             beta = math.sqrt(e_pe * (e_pe + 2.0 * 510.99895)) / tot
-            cos_t = _sample_cos_theta(state, beta)
-            phi = _sample_phi(state, pol_deg, pol_ang)
+            cos_t = sample_cos_theta(state, beta)
+            phi = sample_phi(state, pol_deg, pol_ang)
             sin_t = math.sqrt(max(0.0, 1.0 - cos_t * cos_t))
             n = transport(e_pe, x0, y0, z0, sin_t * math.cos(phi), sin_t * math.sin(phi),
                           -cos_t, ttabs, cutoff, state, path, 0)
@@ -441,7 +389,7 @@ class GpdSimulator:
         self.grid = grid
         gas = config.gas()
         self.gas = gas
-        self._photo = _photo_tables(gas)
+        self._photo = photo_tables(gas)
         self._ttabs = TransportTables.for_gas(gas).as_tuple()
         c = config
         self._det = (c.gap_mm / 10.0, c.diffusion_um_sqrt_cm * 1e-4,
