@@ -1,6 +1,7 @@
 """Directional statistics shared by every detector: angle checks, wrapping, reconstruction
 efficiency within a tolerance, harmonic (spurious-modulation) analysis, the expected
-modulation of a von Mises estimate, and sampling of modulated angles.
+modulation of a von Mises estimate, sampling of modulated angles, and the cosine distance
+of 3D directions.
 
 All angles are in radians.  Moved out of the IXPE Stokes module because nothing here is
 specific to one detector; :mod:`astroreco.detectors.ixpe.stokes` re-exports these names.
@@ -231,3 +232,17 @@ def concentration_from_modulation(a):
     out[a <= 0] = 0.0
     out[np.isnan(a)] = np.nan
     return out
+
+
+def cosine_distance(pred, truth) -> np.ndarray:
+    """``1 - cos`` between predicted and true direction vectors, per row (any length > 0).
+
+    The TPC seed paper's figure of merit: 0 for the right direction, 1 on average for a
+    random one, 2 for the opposite one.
+    """
+    p = np.asarray(pred, np.float64)
+    t = np.asarray(truth, np.float64)
+    if p.shape != t.shape or p.ndim != 2:
+        raise InputError(f"cosine_distance: expected two (n, d) arrays of one shape, got "
+                         f"{p.shape} and {t.shape}")
+    return 1.0 - np.sum(p * t, axis=1) / (np.linalg.norm(p, axis=1) * np.linalg.norm(t, axis=1))

@@ -8,6 +8,7 @@ import pytest
 from astroreco.detectors.tpc import nonml
 from astroreco.detectors.tpc.simulate import RecoilSimulator
 from astroreco.errors import InputError
+from astroreco.stats.directional import cosine_distance
 
 
 def _line_track(direction, n=200, voxel=0.05, seed=0):
@@ -49,17 +50,19 @@ def test_simulated_recoils_better_than_random_and_head_tail_helps():
     ok = out["status"] == 0
     assert ok.mean() > 0.9
     pred = np.stack([out[f"dir_{c}"] for c in "xyz"], axis=1)
-    cd = nonml.cosine_distance(pred[ok], truth[ok]).mean()
+    cd = cosine_distance(pred[ok], truth[ok]).mean()
     right = nonml.reconstruct(batch.offsets, batch.coords, batch.values, truth_directions=truth)
     pred_r = np.stack([right[f"dir_{c}"] for c in "xyz"], axis=1)
-    cd_right = nonml.cosine_distance(pred_r[ok], truth[ok]).mean()
+    cd_right = cosine_distance(pred_r[ok], truth[ok]).mean()
     assert cd < 0.5  # random directions give 1
     assert cd_right < cd
 
 
 def test_cosine_distance_and_config_errors():
-    np.testing.assert_allclose(nonml.cosine_distance([[0, 0, 2], [1, 0, 0]],
-                                                     [[0, 0, 1], [-1, 0, 0]]), [0, 2])
+    np.testing.assert_allclose(cosine_distance([[0, 0, 2], [1, 0, 0]],
+                                               [[0, 0, 1], [-1, 0, 0]]), [0, 2])
+    with pytest.raises(InputError, match="cosine_distance"):
+        cosine_distance([[0, 0, 1]], [[0, 1]])
     with pytest.raises(InputError, match="r_min < r_max"):
         nonml.NonMLConfig(r_min=3, r_max=2)
     with pytest.raises(InputError, match="w0_cm"):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from astroreco.detectors.tpc.nonml import _principal_axis, cosine_distance
+from astroreco.detectors.tpc.nonml import principal_axis
 from astroreco.errors import InputError
+from astroreco.stats.directional import cosine_distance
 
 #: a track with fewer voxels than this inside the sphere has no axis (status 1)
 MIN_VOXELS = 2
@@ -38,7 +39,7 @@ def reconstruct(offsets, coords, values, start_cm, truth_directions, *, epsilon_
             status[k] = 1
             continue
         xi, qi = xyz[inside], q[inside]
-        v = _principal_axis(xi - qi @ xi / qi.sum(), qi)
+        v = principal_axis(xi - qi @ xi / qi.sum(), qi)
         out[k] = v if v @ truth[k] >= 0 else -v
     return {"direction": out, "status": status}
 

@@ -64,7 +64,7 @@ class NonMLConfig:
         return asdict(self)
 
 
-def _principal_axis(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+def principal_axis(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Unit eigenvector of the largest eigenvalue of the w-weighted covariance of x (centred)."""
     cov = (x * w[:, None]).T @ x / w.sum()
     _, vecs = np.linalg.eigh(cov)
@@ -80,7 +80,7 @@ def reconstruct_event(xyz: np.ndarray, q: np.ndarray, cfg: NonMLConfig = NonMLCo
     """
     xb = q @ xyz / q.sum()
     d = xyz - xb
-    v_pa = _principal_axis(d, q)
+    v_pa = principal_axis(d, q)
     proj = d @ v_pa
     m2 = float(q @ proj ** 2 / q.sum())
     m3 = float(q @ proj ** 3 / q.sum())
@@ -97,7 +97,7 @@ def reconstruct_event(xyz: np.ndarray, q: np.ndarray, cfg: NonMLConfig = NonMLCo
     w = qk * np.exp(-dist / cfg.w0_cm)
     if not w.sum() > 0:  # every kept voxel far beyond w0: fall back to the charges
         w = qk
-    v_ip = _principal_axis(xk - x_ip, w)
+    v_ip = principal_axis(xk - x_ip, w)
     ref = (xb - x_ip) if truth_direction is None else np.asarray(truth_direction, float)
     if v_ip @ ref < 0:
         v_ip = -v_ip
@@ -125,10 +125,3 @@ def reconstruct(offsets, coords, values, cfg: NonMLConfig = NonMLConfig(),
             out[f"dir_{c}"][k] = v[i]
             out[f"ip_{c}_cm"][k] = ip[i]
     return out
-
-
-def cosine_distance(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """``1 - cos`` between predicted and true unit vectors, per event (the seed's metric)."""
-    p = np.asarray(pred, np.float64)
-    t = np.asarray(truth, np.float64)
-    return 1.0 - np.sum(p * t, axis=1) / (np.linalg.norm(p, axis=1) * np.linalg.norm(t, axis=1))
