@@ -163,7 +163,7 @@ class MSELoss(Loss):
 
 
 class VonMisesLoss(Loss):
-    """Heteroscedastic von Mises negative log-likelihood of an angle with ``h``-fold symmetry.
+    r"""Heteroscedastic von Mises negative log-likelihood of an angle with ``h``-fold symmetry.
 
     ``prediction = (vector, kappa)``: ``vector`` ``(N, 2)`` whose direction is the mean
     ``mu`` of ``h * phi`` (normalised here), ``kappa`` ``(N,)`` the concentration, > 0;
@@ -252,7 +252,7 @@ def _log_sinhc_minus_k(kappa: torch.Tensor, small: float = 1e-2) -> torch.Tensor
 
 
 class VonMisesFisherLoss(Loss):
-    """Heteroscedastic von Mises-Fisher negative log-likelihood on the unit sphere S2.
+    r"""Heteroscedastic von Mises-Fisher negative log-likelihood on the unit sphere S2.
 
     ``prediction = (vector, kappa)``: ``vector`` ``(N, 3)`` along the mean direction ``mu``
     (normalised here), ``kappa`` ``(N,)`` > 0; ``target``: true unit vectors ``x``
@@ -310,7 +310,7 @@ _LOG_SINHC_TAYLOR = (1 / 6, -1 / 180, 1 / 2835, -1 / 37800, 1 / 467775, -691 / 3
 
 
 def paper_log_c3(kappa: torch.Tensor, switch: float = 2.65) -> torch.Tensor:
-    """The TPC seed paper's :math:`\log C_3(\kappa)` (its eq. 6), as published.
+    r"""The TPC seed paper's :math:`\log C_3(\kappa)` (its eq. 6), as published.
 
     ``-log 4 pi - sum_n c_n kappa^(2n)`` (15th order, powers written out as in the paper)
     below ``switch``,

@@ -47,7 +47,8 @@ if __name__ == "__main__":
                    checkpoint=result.checkpoint, history=len(result.history),
                    finite=weights_finite and bool(torch.isfinite(mean).all())
                    and bool(torch.isfinite(log_var).all()),
-                   local_rank=os.environ.get("LOCAL_RANK"))
+                   local_rank=os.environ.get("LOCAL_RANK"),
+                   group_released=not torch.distributed.is_initialized())
     name = "result.json" if result.is_global_zero else f"result-{{os.getpid()}}.json"
     with open(os.path.join(out, name), "w") as fh:
         json.dump(summary, fh)
@@ -115,11 +116,13 @@ def test_two_process_cpu_ddp(tmp_path, strategy):
     assert Path(result["checkpoint"]) == out / "checkpoints" / "best.ckpt"
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert (out / "logs" / "metrics.csv").is_file()
+    assert result["group_released"]  # fit ends the gloo group (a live one can abort at exit)
     if strategy == "ddp":  # the relaunched rank 1 runs the script too and agrees
         (other,) = out.glob("result-*.json")
         rank1 = json.loads(other.read_text())
         assert not rank1["is_global_zero"] and rank1["local_rank"] == "1"
         assert rank1["steps"] == result["steps"] and rank1["finite"]
+        assert rank1["group_released"]
         assert rank1["best_val_loss"] == pytest.approx(result["best_val_loss"])
     else:  # spawned workers return to the script's process, which reports for rank 0
         assert not list(out.glob("result-*.json"))

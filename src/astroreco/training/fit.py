@@ -19,6 +19,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import lightning.pytorch as pl
 import torch
 
 from astroreco.errors import InputError
@@ -111,6 +112,24 @@ class FitResult:
     checkpoint: str = ""
 
 
+class _ReleaseProcessGroup(pl.Callback):
+    """Ends a multi-process run's process group once every rank is done.
+
+    Lightning destroys a ``gloo`` group nowhere; a spawned DDP worker that exits with the
+    group alive tears gloo's threads down in the interpreter's finalisation, which now and
+    then aborts the worker (``terminate called without an active exception``, SIGABRT)
+    after a complete run.  Waiting at a barrier and destroying the group in the
+    ``teardown`` hook (the last thing ``Trainer.fit`` runs on each rank) ends the threads
+    while both ranks are still alive.  Module-level, so that ``ddp_spawn`` can pickle it.
+    """
+
+    def teardown(self, trainer, pl_module, stage):
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.barrier()
+            dist.destroy_process_group()
+
+
 def _read_rows(csv_path: Path) -> list[dict]:
     if not csv_path.exists():
         return []
@@ -200,7 +219,6 @@ def fit(model: torch.nn.Module, task_loss: torch.nn.Module, train: EventSource,
     overwrite : bool
         Start afresh even if ``out`` holds an earlier run.
     """
-    import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger
     from lightning.pytorch.utilities import rank_zero_only
@@ -251,7 +269,8 @@ def fit(model: torch.nn.Module, task_loss: torch.nn.Module, train: EventSource,
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss",
                               mode="min", save_top_k=1, save_last=True)
     callbacks = [best_cb, EarlyStopping(monitor="val_loss", mode="min",
-                                        patience=config.patience)]
+                                        patience=config.patience),
+                 _ReleaseProcessGroup()]
     if config.progress:
         callbacks.append(RichProgressBar(leave=True))
     strategy = config.strategy
