@@ -19,3 +19,58 @@ def test_simulate(tmp_path):
                            "a", "-q"], ok=False), "--sigma 'a'")
     assert_user_error(run(["tpc", "simulate", "-o", tmp_path / "x.h5", "-n", 0, "-q"],
                           ok=False), "--n-events")
+
+
+def test_tune_reconstruct_evaluate(tmp_path):
+    ev = tmp_path / "val.h5"
+    run(["tpc", "simulate", "-o", ev, "-n", 60, "--energy", "40", "--sigma", "443",
+         "--seed", 4, "-q"])
+    tuned = json.loads(run(["tpc", "tune", ev, "-o", tmp_path / "tune.json"]).output)
+    r_min, r_max, w0 = map(float, tuned["nonml_params"].split(","))
+    assert 0 <= r_min < r_max and w0 > 0 and tuned["epsilon_cm"] > 0
+    scans = json.loads((tmp_path / "tune.json").read_text())
+    assert len(scans["nonml_scan"]) > 10 and len(scans["epsilon_scan"]) > 3
+    for method in ("nonml", "nonml_truth_ht", "best_expected"):
+        s = json.loads(run(["tpc", "reconstruct", ev, "--method", method, "-q"]).output)
+        assert s["name"] == method and s["n_events"] == 60 and 0.5 < s["efficiency"] <= 1
+    s = json.loads(run(["tpc", "reconstruct", ev, "--method", "nonml", "--name",
+                        "nonml_tuned", "--nonml-params", tuned["nonml_params"], "-q"]).output)
+    assert s["name"] == "nonml_tuned"
+    out = run(["tpc", "evaluate", ev, "-o", tmp_path / "eval"]).output
+    assert "Non-ML tuned" in out and "Best-Expected" in out
+    result = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    methods = result["methods"]
+    assert set(methods) == {"nonml", "nonml_truth_ht", "best_expected", "nonml_tuned"}
+    # the references that use the truth are better than the analysis they bound
+    assert methods["nonml_truth_ht"]["cos_dist"] <= methods["nonml"]["cos_dist"]
+    assert methods["best_expected"]["cos_dist"] < methods["nonml"]["cos_dist"]
+    assert result["set"] == "40 keV, 443 um"
+
+
+def test_tpc_bad_input(tmp_path):
+    ev = tmp_path / "ev.h5"
+    run(["tpc", "simulate", "-o", ev, "-n", 5, "--seed", 1, "-q"])
+    assert_user_error(run(["tpc", "evaluate", ev, "-o", tmp_path / "e"], ok=False),
+                      "no reconstruction stored")
+    assert_user_error(run(["tpc", "reconstruct", ev, "--nonml-params", "1,2", "-q"], ok=False),
+                      "--nonml-params")
+    assert_user_error(run(["tpc", "reconstruct", ev, "--nonml-params", "3,2,0.05", "-q"],
+                          ok=False), "r_min < r_max")
+    assert_user_error(run(["tpc", "reconstruct", ev, "--method", "nn", "--model",
+                           tmp_path / "nope", "-q"], ok=False), "nope")
+    assert_user_error(run(["tpc", "tune", tmp_path / "missing.h5", "-o", tmp_path / "t.json"],
+                          ok=False), "missing.h5")
+
+
+def test_arrows_tutorial_runs_end_to_end(tmp_path):
+    """A tiny arrows run: both networks train, reconstruct the test arrows and are scored
+    next to Non-ML (quality is a benchmark, not a test)."""
+    out = run(["tpc", "arrows", "-o", tmp_path / "arrows", "--n-train", 48, "--n-val", 16,
+               "--n-test", 16, "--epochs", 1, "--backend", "torch", "-q"]).output
+    assert "RCN" in out and "HCN" in out and "Non-ML" in out
+    summary = json.loads((tmp_path / "arrows" / "tutorial.json").read_text())
+    assert set(summary["cos_dist"]) == {"rcn", "hcn", "nonml"}
+    assert all(0 <= v <= 2 for v in summary["cos_dist"].values())
+    assert summary["hcn_min_kappa"] > 0
+    for arch in ("rcn", "hcn"):
+        assert (tmp_path / "arrows" / arch / "model" / "weights.safetensors").is_file()

@@ -167,3 +167,46 @@ def test_bad_arguments_raise_input_error(call, needle):
     with pytest.raises(InputError, match=None) as info:
         call()
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+# --- MLP branches -----------------------------------------------------------------------
+
+def test_mlp_layers_and_width():
+    from astroreco.nn.heads import mlp
+
+    m = mlp(500, (200, 50), ("relu", "tanh"))
+    kinds = [type(layer).__name__ for layer in m]
+    assert kinds == ["Linear", "ReLU", "Linear", "Tanh"] and m.n_features == 50
+    assert m(torch.randn(3, 500)).shape == (3, 50)
+    assert mlp(7, (), ()).n_features == 7
+
+
+@pytest.mark.parametrize("args, needle", [((10, (5,), ("relu", "tanh")), "activations"),
+                                          ((10, (5,), ("sigmoid",)), "activation"),
+                                          ((10, (0,), ("relu",)), "width")])
+def test_mlp_bad_arguments(args, needle):
+    from astroreco.nn.heads import mlp
+
+    with pytest.raises(InputError, match=needle):
+        mlp(*args)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0, 1e4])
+def test_branched_direction_kappa_head_is_valid_and_has_separate_branches(scale):
+    from astroreco.losses import VonMisesFisherLoss
+    from astroreco.nn.heads import BranchedDirectionKappaHead
+
+    torch.manual_seed(0)
+    head = BranchedDirectionKappaHead(20, 3, kappa_min=1e-3)
+    x = scale * torch.randn(8, 20, requires_grad=True)
+    vec, kappa = head(x)
+    assert vec.shape == (8, 3) and kappa.shape == (8,)
+    assert torch.allclose(vec.norm(dim=1), torch.ones(8), atol=1e-5)
+    assert torch.all(kappa >= 1e-3)
+    target = torch.nn.functional.normalize(torch.randn(8, 3), dim=1)
+    VonMisesFisherLoss()((vec, kappa), target).backward()
+    grads = [p.grad for p in head.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    # the two branches share no parameter
+    ids = {id(p) for p in head.direction.parameters()}
+    assert not ids & {id(p) for p in head.kappa.parameters()}

@@ -285,10 +285,23 @@ def test_train_config_accepts_optim_dict():
     assert config.to_dict()["optim"]["lr"] == 1e-3
 
 
-@pytest.mark.parametrize("kw", [dict(schedule="linear"), dict(lr=0.0), dict(lr=-1.0)])
+@pytest.mark.parametrize("kw", [dict(schedule="linear"), dict(lr=0.0), dict(lr=-1.0),
+                                dict(betas=(0.9, 1.0)), dict(betas=(0.9,)), dict(eps=0.0)])
 def test_optim_config_validation(kw):
     with pytest.raises(InputError):
         OptimConfig(**kw)
+
+
+def test_adam_gets_the_configured_betas_and_eps():
+    from astroreco.training.module import ReconstructionModule
+
+    optim = OptimConfig(lr=1e-4, betas=(0.94, 0.999), eps=1e-7)
+    module = ReconstructionModule(torch.nn.Linear(2, 1), None, optim=optim, steps_per_epoch=1,
+                                  max_epochs=1)
+    opt = module.configure_optimizers()["optimizer"]
+    group = opt.param_groups[0]
+    assert group["betas"] == (0.94, 0.999) and group["eps"] == 1e-7 and group["initial_lr"] == 1e-4
+    assert TrainConfig(optim=optim).to_dict()["optim"]["betas"] == (0.94, 0.999)
 
 
 # --- the learning-rate schedule ---------------------------------------------------------

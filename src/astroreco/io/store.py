@@ -173,6 +173,17 @@ def _append(ds, values, n):
         ds[old:old + n] = values
 
 
+def select_rows(offsets, hits: dict, rows) -> tuple[np.ndarray, dict]:
+    """Ragged hits of the events ``rows`` (sorted indices into ``offsets``): new offsets and
+    the hit columns of those events only."""
+    rows = np.asarray(rows, np.int64)
+    n = np.diff(offsets)[rows]
+    new = np.zeros(rows.size + 1, np.int64)
+    np.cumsum(n, out=new[1:])
+    idx = np.repeat(offsets[rows] - new[:-1], n) + np.arange(new[-1])
+    return new, {k: v[idx] for k, v in hits.items()}
+
+
 class EventFile:
     """Read an event file lazily.
 

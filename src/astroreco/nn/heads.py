@@ -12,7 +12,9 @@ inside its range) with finite gradients, in float32:
 - :class:`DirectionKappaHead`: ``(vector (N, dim), kappa (N,))``, for
   :class:`~astroreco.losses.VonMisesFisherLoss`;
 - :class:`GaussianHead`: ``(mean (N, dim), log_var (N, dim))``, for
-  :class:`~astroreco.losses.GaussianNLLLoss`.
+  :class:`~astroreco.losses.GaussianNLLLoss`;
+- :class:`BranchHead`: any of these behind its own small MLP (:func:`mlp`), and
+  :class:`BranchedDirectionKappaHead`: direction and ``kappa`` on two separate branches.
 
 Input features that are not ``(N, in_features)`` raise :class:`~astroreco.errors.InputError`.
 """
@@ -28,7 +30,8 @@ from torch import nn
 from astroreco.errors import InputError
 from astroreco.losses import unit_vector
 
-__all__ = ["AngleHead", "DirectionHead", "DirectionKappaHead", "GaussianHead", "KappaHead"]
+__all__ = ["ACTIVATIONS", "AngleHead", "BranchHead", "BranchedDirectionKappaHead",
+           "DirectionHead", "DirectionKappaHead", "GaussianHead", "KappaHead", "mlp"]
 
 
 def _positive_int(value, name: str) -> int:
@@ -220,3 +223,81 @@ class GaussianHead(_Head):
         mean, raw = self._raw(features).split(self.dim, dim=-1)
         lo, hi = self.log_var_range
         return mean, lo + (hi - lo) * torch.sigmoid(raw)
+
+
+#: activations an MLP layer may end with, by name
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "none": nn.Identity}
+
+
+def mlp(in_features, widths, activations) -> nn.Sequential:
+    """Linear layers of the given widths, each followed by its named activation.
+
+    ``mlp(500, (200, 50), ("relu", "tanh"))`` is ``Linear(500, 200), ReLU, Linear(200, 50),
+    Tanh``.  The result has ``n_features`` (the last width, or ``in_features`` when empty).
+    """
+    widths = tuple(_positive_int(w, "width") for w in widths)
+    activations = tuple(activations)
+    if len(activations) != len(widths):
+        raise InputError(f"mlp: {len(widths)} widths but {len(activations)} activations")
+    layers = []
+    n = _positive_int(in_features, "in_features")
+    for w, a in zip(widths, activations):
+        if a not in ACTIVATIONS:
+            raise InputError(f"mlp: activation {a!r}: expected one of {', '.join(ACTIVATIONS)}")
+        layers += [nn.Linear(n, w), ACTIVATIONS[a]()]
+        n = w
+    seq = nn.Sequential(*layers)
+    seq.n_features = n
+    return seq
+
+
+class BranchHead(nn.Module):
+    """A head behind its own MLP branch: ``head(mlp(features))``.
+
+    Parameters
+    ----------
+    in_features : int
+    widths, activations : sequence
+        The branch, see :func:`mlp`.
+    head : callable
+        ``head(n_features) -> nn.Module``, e.g. ``lambda n: DirectionHead(n, 3)``.
+    """
+
+    def __init__(self, in_features, widths, activations, head):
+        super().__init__()
+        self.branch = mlp(in_features, widths, activations)
+        self.head = head(self.branch.n_features)
+
+    def forward(self, features: torch.Tensor):
+        return self.head(self.branch(features))
+
+
+class BranchedDirectionKappaHead(nn.Module):
+    """Mean direction and ``kappa`` from two separate MLP branches (the TPC seed's HCN).
+
+    Same outputs as :class:`DirectionKappaHead`: ``(vector (N, dim), kappa (N,))``.
+
+    Parameters
+    ----------
+    in_features : int
+    dim : int
+    direction_widths, direction_activations : sequence
+        The direction branch (seed: ``(200, 50)``, ``("relu", "tanh")``).
+    kappa_widths, kappa_activations : sequence
+        The kappa branch (seed: ``(200, 50)``, ``("relu", "relu")``).
+    kappa_min, kappa_max : float, float or None
+        See :class:`KappaHead`.
+    """
+
+    def __init__(self, in_features, dim=3, *, direction_widths=(200, 50),
+                 direction_activations=("relu", "tanh"), kappa_widths=(200, 50),
+                 kappa_activations=("relu", "relu"), kappa_min: float = 1e-3,
+                 kappa_max: float | None = None):
+        super().__init__()
+        self.direction = BranchHead(in_features, direction_widths, direction_activations,
+                                    lambda n: DirectionHead(n, dim))
+        self.kappa = BranchHead(in_features, kappa_widths, kappa_activations,
+                                lambda n: KappaHead(n, kappa_min, kappa_max))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.direction(features), self.kappa(features)

@@ -79,5 +79,42 @@ class RegressionNet(nn.Module):
         return {self.output: self.backbone(batch[self.input_key])}
 
 
+class SparseMultiTaskNet(MultiTaskNet):
+    """:class:`MultiTaskNet` on sparse voxels given as padded batch arrays.
+
+    The batch holds ``coords`` ``(N, V, 3)`` integer voxel indices, ``values`` ``(N, V)``
+    (or ``(N, V, C)``) and ``n_voxels`` ``(N,)``: event ``n`` uses its first
+    ``n_voxels[n]`` rows (see :func:`astroreco.nn.sparse.from_padded`).  The backbone maps
+    the resulting :class:`~astroreco.nn.sparse.SparseVoxels` to ``(N, F)``; an optional
+    ``trunk`` (e.g. :func:`astroreco.nn.heads.mlp`) runs on those features before the heads.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        Sparse ``SparseVoxels -> (N, F)``, e.g. :class:`astroreco.nn.sparse.SparseBackbone3d`.
+    heads : dict of str -> nn.Module
+    spatial_shape : tuple of int
+        The voxel grid ``(D, H, W)``.
+    trunk : nn.Module, optional
+        Shared layers between backbone and heads.
+    keys : (str, str, str)
+        Batch entries of the coordinates, values and counts.
+    """
+
+    def __init__(self, backbone: nn.Module, heads: dict, *, spatial_shape, trunk=None,
+                 keys=("coords", "values", "n_voxels")):
+        super().__init__(backbone, heads, input_key=keys[0])
+        self.trunk = trunk if trunk is not None else nn.Identity()
+        self.spatial_shape = tuple(int(s) for s in spatial_shape)
+        self.keys = tuple(keys)
+
+    def forward(self, batch: dict) -> dict:
+        from astroreco.nn.sparse import from_padded
+
+        c, v, n = (batch[k] for k in self.keys)
+        features = self.trunk(self.backbone(from_padded(c, v, n, self.spatial_shape)))
+        return {name: head(features) for name, head in self.heads.items()}
+
+
 def _first(x):
     return x[0] if isinstance(x, (tuple, list)) else x

@@ -246,3 +246,49 @@ def cosine_distance(pred, truth) -> np.ndarray:
         raise InputError(f"cosine_distance: expected two (n, d) arrays of one shape, got "
                          f"{p.shape} and {t.shape}")
     return 1.0 - np.sum(p * t, axis=1) / (np.linalg.norm(p, axis=1) * np.linalg.norm(t, axis=1))
+
+
+def efficiency_curve(cos_dist, score, cuts) -> dict:
+    """Mean cosine distance left after dropping the events with the lowest score.
+
+    The TPC seed's Figure 5: for each cut fraction ``f``, the ``round(f n)`` events with the
+    lowest ``score`` (e.g. the predicted concentration ``kappa``: the least certain) are
+    dropped (among equal scores, the later events first), and the mean of ``cos_dist`` over
+    the rest is taken.
+    At least one event is always kept.
+
+    Parameters
+    ----------
+    cos_dist : array_like
+        ``(n,)`` per-event cosine distances (:func:`cosine_distance`), finite.
+    score : array_like
+        ``(n,)`` per-event scores, finite; higher means more trusted.
+    cuts : array_like
+        Fractions of events to drop, each in ``[0, 1)``.
+
+    Returns
+    -------
+    dict
+        ``cut`` (the fractions), ``mean_cos_dist`` and ``n_kept``: arrays of ``len(cuts)``.
+
+    Examples
+    --------
+    >>> c = efficiency_curve([0.9, 0.1, 0.5, 0.3], [1.0, 4.0, 2.0, 3.0], [0.0, 0.25, 0.5])
+    >>> [round(float(x), 6) for x in c["mean_cos_dist"]], c["n_kept"].tolist()
+    ([0.45, 0.3, 0.2], [4, 3, 2])
+    """
+    d = np.asarray(cos_dist, dtype=np.float64)
+    s = np.asarray(score, dtype=np.float64)
+    f = np.atleast_1d(np.asarray(cuts, dtype=np.float64))
+    if d.ndim != 1 or s.shape != d.shape or d.size == 0:
+        raise InputError(f"efficiency_curve: expected cos_dist and score as non-empty 1D "
+                         f"arrays of one length, got shapes {d.shape} and {s.shape}")
+    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(s))):
+        raise InputError("efficiency_curve: expected finite cos_dist and score, got NaN/inf")
+    if f.ndim != 1 or f.size == 0 or not np.all((f >= 0.0) & (f < 1.0)):
+        raise InputError(f"cuts: expected fractions in [0, 1), got {np.asarray(cuts).tolist()}")
+    n = d.size
+    ranked = d[np.argsort(-s, kind="stable")]  # most trusted first
+    kept_sum = np.cumsum(ranked)
+    n_kept = np.maximum(n - np.rint(f * n).astype(np.int64), 1)
+    return {"cut": f, "mean_cos_dist": kept_sum[n_kept - 1] / n_kept, "n_kept": n_kept}

@@ -38,6 +38,9 @@ class OptimConfig:
         every ``step_epochs``) or ``constant``.
     warmup_steps : int
         Linear warm-up from 0 over this many optimiser steps.
+    betas, eps :
+        Adam's moment decay rates and denominator term (torch's defaults; the TPC seed
+        uses ``(0.94, 0.999)`` and ``1e-7``).
     """
 
     lr: float = 2e-3
@@ -48,12 +51,19 @@ class OptimConfig:
     step_epochs: int = 10
     gamma: float = 0.1
     warmup_steps: int = 200
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise InputError(f"schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
         if not self.lr > 0:
             raise InputError(f"lr {self.lr}: expected > 0")
+        self.betas = tuple(float(b) for b in self.betas)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise InputError(f"betas {self.betas}: expected two values in [0, 1)")
+        if not self.eps > 0:
+            raise InputError(f"eps {self.eps}: expected > 0")
 
 
 def lr_factor(step: int, steps_per_epoch: int, max_epochs: int, cfg: OptimConfig) -> float:
@@ -127,7 +137,8 @@ class ReconstructionModule(pl.LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
         cls = torch.optim.AdamW if self.optim.decoupled else torch.optim.Adam
-        opt = cls(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        opt = cls(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay,
+                  betas=self.optim.betas, eps=self.optim.eps)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_factor(s, self.steps_per_epoch, self.max_epochs, self.optim))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

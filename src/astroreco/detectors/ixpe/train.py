@@ -17,16 +17,7 @@ from astroreco.detectors.ixpe.images import (N_SYMMETRIES, ImageConfig, track_im
 from astroreco.detectors.ixpe.neural import (ENERGY_SCALE_KEV, IxpeNetConfig, build_loss,
                                              build_model)
 from astroreco.errors import InputError
-
-
-def select_rows(offsets, hits: dict, rows) -> tuple[np.ndarray, dict]:
-    """Ragged hits of the events ``rows`` (sorted indices into ``offsets``)."""
-    rows = np.asarray(rows, np.int64)
-    n = np.diff(offsets)[rows]
-    new = np.zeros(rows.size + 1, np.int64)
-    np.cumsum(n, out=new[1:])
-    idx = np.repeat(offsets[rows] - new[:-1], n) + np.arange(new[-1])
-    return new, {k: v[idx] for k, v in hits.items()}
+from astroreco.io.store import select_rows
 
 
 class IxpeSource:

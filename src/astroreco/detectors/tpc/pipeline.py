@@ -167,3 +167,111 @@ def check_voxels(offsets, coords, values, grid_size: int, where: str = "voxels")
         dup = int(uniq[np.argmax(counts > 1)])
         raise InputError(f"{where}: event {dup // grid_size ** 3} has duplicate voxel "
                          f"coordinates")
+
+
+#: reconstruction methods of :func:`reconstruct`; those marked use simulation truth
+METHODS = {"nonml": False, "nonml_truth_ht": True, "best_expected": True, "nn": False}
+
+#: what every method stores under /reco/<name>
+RECO_FIELDS = (
+    ("dir_x", "f4", "", "reconstructed initial direction, x (NaN when the track fails)"),
+    ("dir_y", "f4", "", "reconstructed initial direction, y"),
+    ("dir_z", "f4", "", "reconstructed initial direction, z"),
+    ("kappa", "f4", "", "von Mises-Fisher concentration (NaN for methods without one)"),
+    ("status", "u1", "", "0: reconstructed; 1: the track fails the method's selection"),
+)
+
+
+def reconstruct(events, *, method: str = "nonml", name: str | None = None, model=None,
+                nonml=None, epsilon_cm: float = 0.3, tta: int | None = None,
+                backend: str | None = None, device: str = "cpu", chunk_size: int = 20_000,
+                progress: bool = True) -> dict:
+    """Reconstruct every event of ``events`` and store the result under ``/reco/<name>``.
+
+    Parameters
+    ----------
+    events : path-like
+        TPC event file.
+    method : str
+        ``nonml`` (the seed's 3D two-step moments, head-tail from the principal axis),
+        ``nonml_truth_ht`` (the same with the true head-tail: a reference, not an
+        analysis), ``best_expected`` (truth start point and head-tail: a reference) or
+        ``nn`` (a trained network).
+    name : str, optional
+        Name under ``/reco`` (default: ``method``), e.g. ``nonml_tuned`` or ``hcn``.
+    model : path-like, optional
+        Model directory for ``nn`` (default: the shipped model, ``models/tpc``).
+    nonml : NonMLConfig or dict, optional
+        Non-ML parameters (default: the seed's ``r_min 1.5, r_max 3, w0 0.05 cm``).
+    epsilon_cm : float
+        Best-Expected sphere radius.
+    tta, backend, device :
+        ``nn`` only: cube symmetries averaged, sparse backend, torch device.
+
+    Returns
+    -------
+    dict
+        Summary: method, name, events, failed tracks, efficiency.
+    """
+    from astroreco.detectors.tpc import best_expected, nonml as nonml_mod
+    from astroreco.io.store import write_reconstruction
+
+    if method not in METHODS:
+        raise InputError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    name = name or method
+    cfg = nonml if isinstance(nonml, nonml_mod.NonMLConfig) else \
+        nonml_mod.NonMLConfig(**(nonml or {}))
+    truth_names = ["dir_x", "dir_y", "dir_z", "start_x_cm", "start_y_cm", "start_z_cm"]
+    net = None
+    if method == "nn":
+        from astroreco.detectors.tpc.neural import NeuralReconstructor
+
+        net = NeuralReconstructor(model, device=device, tta=tta, backend=backend)
+    with EventFile(events, EVENT_SCHEMA) as ef:
+        n = ef.n_events
+        if METHODS[method]:
+            try:
+                ef.truth(truth_names, 0, min(n, 1))
+            except InputError as exc:
+                raise InputError(f"--method {method} needs simulation truth: {exc}") from None
+    parts = []
+    with progress_bar(f"{name}: reconstructing {n} events", total=n, enabled=progress) as bar:
+        for s in range(0, n, chunk_size):
+            e = min(n, s + chunk_size)
+            offsets, coords, values = read_voxels(events, s, e)
+            if METHODS[method]:
+                with EventFile(events, EVENT_SCHEMA) as ef:
+                    t = ef.truth(truth_names, s, e)
+                truth = np.stack([t["dir_x"], t["dir_y"], t["dir_z"]], 1)
+                start = np.stack([t["start_x_cm"], t["start_y_cm"], t["start_z_cm"]], 1)
+            m = e - s
+            if method in ("nonml", "nonml_truth_ht"):
+                r = nonml_mod.reconstruct(offsets, coords, values, cfg,
+                                          truth if method == "nonml_truth_ht" else None)
+                part = {k: r[k] for k in ("dir_x", "dir_y", "dir_z", "status")}
+                part["kappa"] = np.full(m, np.nan, np.float32)
+            elif method == "best_expected":
+                r = best_expected.reconstruct(offsets, coords, values, start, truth,
+                                              epsilon_cm=epsilon_cm)
+                d = r["direction"]
+                part = {"dir_x": d[:, 0], "dir_y": d[:, 1], "dir_z": d[:, 2],
+                        "kappa": np.full(m, np.nan), "status": r["status"]}
+            else:
+                r = net.reconstruct(offsets, coords, values)
+                part = {k: r[k] for k in ("dir_x", "dir_y", "dir_z", "kappa", "status")}
+            parts.append(part)
+            bar.advance(m)
+    table = {f: np.concatenate([p[f] for p in parts]).astype(dt) if parts else np.zeros(0, dt)
+             for f, dt, *_ in RECO_FIELDS}
+    config = {"method": method}
+    if method in ("nonml", "nonml_truth_ht"):
+        config["nonml"] = cfg.to_dict()
+    elif method == "best_expected":
+        config["epsilon_cm"] = float(epsilon_cm)
+    else:
+        config.update(net.config_dict())
+    write_reconstruction(events, name, table, fields=RECO_FIELDS, config=config,
+                         overwrite=True)
+    failed = int(np.count_nonzero(table["status"]))
+    return {"method": method, "name": name, "n_events": int(n), "file": str(events),
+            "failed": failed, "efficiency": (n - failed) / n if n else None}

@@ -1,0 +1,202 @@
+"""Training the TPC networks: voxel events as padded tensors, the training run, the card.
+
+:class:`TpcSource` turns rows of a TPC event file (recoils or arrows) into the padded
+network inputs of :func:`astroreco.detectors.tpc.neural.network_inputs`, with a random cube
+symmetry per event when augmenting, and the truth direction in the same frame;
+:func:`train` runs the detector-agnostic :func:`astroreco.training.fit` on it and writes
+the model directory that :class:`~astroreco.detectors.tpc.neural.NeuralReconstructor`
+reads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from astroreco.detectors.tpc.neural import (SYMMETRIES, TpcNetConfig, build_loss, build_model,
+                                            network_inputs, symmetry_matrix)
+from astroreco.errors import InputError
+
+TRUTH = ["dir_x", "dir_y", "dir_z"]
+
+
+class TpcSource:
+    """Training events from rows ``[start, stop)`` of a TPC event file."""
+
+    def __init__(self, path, start: int, stop: int, net: TpcNetConfig):
+        from astroreco.detectors.tpc.pipeline import EVENT_SCHEMA
+        from astroreco.io.store import EventFile
+
+        with EventFile(path, EVENT_SCHEMA) as ef:
+            if stop > ef.n_events or start < 0 or start >= stop:
+                raise InputError(f"{path}: rows {start}:{stop} outside the file's "
+                                 f"{ef.n_events} events")
+            ef.truth(TRUTH, 0, 1)  # fails clearly if absent
+            offsets = ef.hits(start, stop, names=["electrons"])[0]
+        self.path = str(path)
+        self.start = int(start)
+        self.n_events = int(stop - start)
+        self.net = net
+        # every batch is padded to the file range's largest event (grouping only shrinks)
+        self.pad_to = int(np.diff(offsets).max())
+
+    def load(self, start, stop, rows=None, rng=None) -> dict:
+        from astroreco.detectors.tpc.pipeline import EVENT_SCHEMA, read_voxels
+        from astroreco.io.store import EventFile, select_rows
+
+        offsets, coords, values = read_voxels(self.path, self.start + start, self.start + stop)
+        with EventFile(self.path, EVENT_SCHEMA) as ef:
+            truth = ef.truth(TRUTH, self.start + start, self.start + stop)
+        if rows is not None:
+            offsets, hits = select_rows(offsets, {"c": coords, "v": values}, rows)
+            coords, values = hits["c"], hits["v"]
+            truth = {k: v[rows] for k, v in truth.items()}
+        n = len(offsets) - 1
+        direction = np.stack([truth[k] for k in TRUTH], axis=1).astype(np.float64)
+        if rng is not None:
+            sym = rng.integers(0, len(SYMMETRIES), n)
+            for s in np.unique(sym):
+                direction[sym == s] = direction[sym == s] @ symmetry_matrix(s).T
+        else:
+            sym = None
+        inputs = network_inputs(offsets, coords, values, self.net, symmetry=sym,
+                                pad_to=self.pad_to)
+        inputs["direction"] = direction.astype(np.float32)
+        return inputs
+
+
+def train(events, out, *, net: TpcNetConfig | None = None, config=None,
+          val_fraction: float = 0.1, val_events=None, resume: bool = False,
+          overwrite: bool = False, init=None, command: str | None = None) -> dict:
+    """Train a TPC network on simulated events and write the model directory ``out/model``.
+
+    Parameters
+    ----------
+    events : path-like
+        TPC event file with truth (recoils from ``astroreco tpc simulate`` or arrows).
+    out : path-like
+        Run directory: checkpoints, CSV logs and the final ``model/``.
+    net : TpcNetConfig
+        Architecture and input representation (default: the CPU-scale HCN).
+    config : astroreco.training.TrainConfig
+        Epochs, batch size, optimiser, seed, devices.
+    val_fraction : float
+        Last fraction of ``events`` kept for validation (when ``val_events`` is None).
+    val_events : path-like, optional
+        A separate validation file.
+    resume, overwrite : bool
+        See :func:`astroreco.training.fit`.
+    init : path-like, optional
+        A trained TPC model directory to start from (same architecture).
+    command : str, optional
+        The command line that ran this, recorded in the model card.
+    """
+    import json
+    import platform
+    from pathlib import Path
+
+    from astroreco.detectors.tpc.pipeline import EVENT_SCHEMA
+    from astroreco.io.modeldir import save_model_dir
+    from astroreco.io.store import EventFile
+    from astroreco.training import TrainConfig, fit
+
+    net = net or TpcNetConfig()
+    config = config or TrainConfig()
+    with EventFile(events, EVENT_SCHEMA) as ef:
+        n = ef.n_events
+        sim_config = ef.config
+    if val_events is None:
+        if not 0 < val_fraction < 1:
+            raise InputError(f"val_fraction {val_fraction}: expected between 0 and 1")
+        n_val = max(1, int(round(n * val_fraction)))
+        if n - n_val < 1:
+            raise InputError(f"{events}: {n} events, too few to split off a validation set")
+        train_src = TpcSource(events, 0, n - n_val, net)
+        val_src = TpcSource(events, n - n_val, n, net)
+    else:
+        train_src = TpcSource(events, 0, n, net)
+        with EventFile(val_events, EVENT_SCHEMA) as ef:
+            val_src = TpcSource(val_events, 0, ef.n_events, net)
+    model = build_model(net)
+    if init is not None:
+        from astroreco.io.modeldir import load_model_dir, load_state
+
+        load_state(model, load_model_dir(init, detector="tpc")[0], init)
+    result = fit(model, build_loss(net), train_src, val_src, out, config=config,
+                 model_config=net.to_dict(), resume=resume, overwrite=overwrite)
+    summary = {"events": str(events),
+               "val_events": None if val_events is None else str(val_events),
+               "n_train": train_src.n_events, "n_val": val_src.n_events,
+               "epochs": result.epochs, "steps": result.steps,
+               "train_seconds": round(result.seconds, 1),
+               "best_val_loss": result.best_val_loss,
+               "machine": platform.processor() or platform.machine(),
+               "threads": torch.get_num_threads(),
+               "init": None if init is None else str(init), "command": command}
+    if not result.is_global_zero:
+        return summary
+    n_params = sum(p.numel() for p in model.parameters())
+    model_config = {"detector": "tpc", "network": net.to_dict(), "training": {
+        **summary, "train_config": config.to_dict(), "simulation": sim_config,
+        "n_parameters": n_params}}
+    card = model_card(model_config, result.history)
+    path = save_model_dir(Path(out) / "model", result.model.state_dict(), model_config, card,
+                          overwrite=True)
+    (Path(out) / "history.json").write_text(json.dumps(result.history, indent=1))
+    summary["model"] = str(path)
+    return summary
+
+
+_WHAT = {"hcn": "the initial direction of electron recoils with a von Mises-Fisher "
+                "concentration kappa (heteroscedastic, HCN)",
+         "rcn": "the initial direction of electron recoils (cosine loss, RCN; no uncertainty)",
+         "gaussian": "the initial direction of electron recoils as a 3-vector with a "
+                     "Gaussian uncertainty"}
+
+
+def _values(entry) -> str:
+    if not isinstance(entry, dict):
+        return "?"
+    sep = {"uniform": ":", "choice": ","}.get(entry.get("kind"), ",")
+    return sep.join(f"{v:g}" for v in entry.get("values", []))
+
+
+def _simulation_label(sim: dict) -> str:
+    if sim.get("source") == "arrows":
+        return f"3D arrows, seed {sim.get('seed', '?')}"
+    return (f"recoils of {_values(sim.get('energy_kev'))} keV, smearing "
+            f"{_values(sim.get('sigma_um'))} um, seed {sim.get('seed', '?')}")
+
+
+def model_card(config: dict, history=(), measured: str = "") -> str:
+    """Markdown model card: what the network is, what it was trained on, how to redo it."""
+    net = config["network"]
+    tr = config["training"]
+    sim = tr.get("simulation", {})
+    g = net["voxel_group"]
+    lines = [f"# TPC {net['architecture'].upper()} network", "",
+             f"Reconstructs {_WHAT[net['architecture']]} from sparse 3D voxels of a "
+             "He:CO2 70:30 gas TPC (seed 001).", "",
+             "## Architecture and input", "",
+             f"- input: voxels grouped {g}x{g}x{g} ({0.5 * g:g} mm, a {120 // g}^3 grid), "
+             f"electrons / {net['charge_scale']:g}",
+             f"- sparse backbone {net['layers']}, trunk {net['trunk']}, branches "
+             f"{net['branch']}; {tr.get('n_parameters', '?')} parameters",
+             f"- test-time averaging over {net['tta']} cube symmetries", "",
+             "## Training", "",
+             f"- data: `{tr['events']}`: {tr['n_train']} training and {tr['n_val']} "
+             f"validation events ({_simulation_label(sim)})",
+             f"- {tr['epochs']} epochs, {tr['steps']} steps, {tr['train_seconds']} s on "
+             f"{tr['machine']} ({tr['threads']} threads); best validation loss "
+             f"{tr['best_val_loss']:.4f}",
+             *([f"- started from the weights of `{tr['init']}`"] if tr.get("init") else []),
+             f"- command: `{tr.get('command') or 'astroreco tpc train ...'}`", ""]
+    if history:
+        lines += ["| epoch | train loss | val loss |", "|---|---|---|"]
+        for h in history:
+            lines.append(f"| {h['epoch']} | {h.get('train_loss', float('nan')):.4f} | "
+                         f"{h.get('val_loss', float('nan')):.4f} |")
+        lines.append("")
+    lines += ["## Measured against the classical references", "",
+              measured or "Not measured yet: run `benchmarks/tpc.py`.", ""]
+    return "\n".join(lines)
