@@ -34,6 +34,8 @@ test-all: setup
 bench: setup
 	$(PY) benchmarks/ixpe_classical.py --out benchmarks/results
 	$(PY) benchmarks/ixpe_nn.py --out benchmarks/results
+	$(PY) benchmarks/sparse3d.py --out benchmarks/results
+	$(PY) benchmarks/tpc.py --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) benchmarks/results .pytest_cache

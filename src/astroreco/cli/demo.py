@@ -44,8 +44,12 @@ def demo(out, n_per_line, seed, quiet):
         if "mu" in r:
             click.echo(f"  {r['method']:8s} {r['energy_kev']:4.1f} keV  mu = {r['mu']:.3f} "
                        f"+- {r['mu_err']:.3f}  eps10 = {r['epsilon_10']:.3f}")
-    click.echo(f"tpc: simulation only so far -> {out}/tpc/summary.json, {out}/tpc/tracks.png")
+    click.echo(f"tpc: {out}/tpc/summary.json, tracks.png, evaluation_*/ (cosine distance, "
+               "lower is better)")
     for r in results["tpc"]["rows"]:
         click.echo(f"  {r['set']:12s} contained {r['containment']:.0%} of {r['n_simulated']}, "
                    f"path {r['mean_length_cm']:.2f} cm, {r['mean_electrons']:.0f} electrons")
+        cd = r["cos_dist"]
+        click.echo(f"  {'':12s} Non-ML {cd['nonml']:.3f}  HCN {cd['hcn']:.3f} (5% cut "
+                   f"{r['hcn_cos_dist_cut_5pct']:.3f})  Best-Expected {cd['best_expected']:.3f}")
     click.echo(f"demo finished in {time.time() - t0:.0f} s")

@@ -88,6 +88,14 @@ def _own_storage(state_dict: dict) -> dict:
     return tensors
 
 
+def shipped_model_dir(detector: str) -> Path:
+    """The shipped default model of ``detector``: ``$ASTRORECO_MODELS/<detector>``, or
+    ``models/<detector>`` of the source checkout."""
+    root = os.environ.get("ASTRORECO_MODELS")
+    base = Path(root) if root else Path(__file__).resolve().parents[3] / "models"
+    return base / detector
+
+
 def read_model_config(path, detector: str | None = None) -> dict:
     """``config.json`` of a model directory, checked for format and detector."""
     path = Path(path)

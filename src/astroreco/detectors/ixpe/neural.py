@@ -335,11 +335,7 @@ def _cat(parts):
 
 
 def default_model_dir():
-    """The shipped default model: ``$ASTRORECO_MODELS/ixpe`` or ``models/ixpe`` of the
-    source checkout."""
-    import os
-    from pathlib import Path
+    """The shipped default model (see :func:`astroreco.io.modeldir.shipped_model_dir`)."""
+    from astroreco.io.modeldir import shipped_model_dir
 
-    root = os.environ.get("ASTRORECO_MODELS")
-    base = Path(root) if root else Path(__file__).resolve().parents[4] / "models"
-    return base / "ixpe"
+    return shipped_model_dir("ixpe")

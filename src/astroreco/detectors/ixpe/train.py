@@ -9,7 +9,6 @@ detector-agnostic :func:`astroreco.training.fit` on it and writes the model dire
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from astroreco.detectors.ixpe.geometry import IXPE_GRID
 from astroreco.detectors.ixpe.images import (N_SYMMETRIES, ImageConfig, track_images,
@@ -94,30 +93,23 @@ def train(events, out, *, net: IxpeNetConfig | None = None, config=None,
     command : str, optional
         The command line that ran this, recorded in the model card.
     """
-    import json
-    import platform
-    from pathlib import Path
-
-    from astroreco.io.modeldir import save_model_dir
-    from astroreco.io.store import EventFile
-    from astroreco.training import TrainConfig, fit
     from astroreco.detectors.ixpe.pipeline import EVENT_SCHEMA
+    from astroreco.io.store import EventFile
+    from astroreco.training import TrainConfig
+    from astroreco.training.run import split_sources, train_and_save
 
     net = net or IxpeNetConfig()
     config = config or TrainConfig()
     with EventFile(events, EVENT_SCHEMA) as ef:
         n = ef.n_events
         sim_config = ef.config
-    if val_events is None:
-        if not 0 < val_fraction < 1:
-            raise InputError(f"val_fraction {val_fraction}: expected between 0 and 1")
-        n_val = max(1, int(round(n * val_fraction)))
-        train_src = IxpeSource(events, 0, n - n_val, net.image)
-        val_src = IxpeSource(events, n - n_val, n, net.image)
-    else:
-        train_src = IxpeSource(events, 0, n, net.image)
+    n_val = None
+    if val_events is not None:
         with EventFile(val_events, EVENT_SCHEMA) as ef:
-            val_src = IxpeSource(val_events, 0, ef.n_events, net.image)
+            n_val = ef.n_events
+    train_src, val_src = split_sources(lambda path, a, b: IxpeSource(path, a, b, net.image),
+                                       events, n, val_events=val_events, n_val_events=n_val,
+                                       val_fraction=val_fraction)
     model = build_model(net)
     if init is not None:
         from astroreco.io.modeldir import load_model_dir, load_state
@@ -127,26 +119,10 @@ def train(events, out, *, net: IxpeNetConfig | None = None, config=None,
         from astroreco.nn.backbones import load_torchvision_weights
 
         load_torchvision_weights(model.backbone, net.pretrained, train=net.fine_tune)
-    result = fit(model, build_loss(net), train_src, val_src, out, config=config,
-                 model_config=net.to_dict(), resume=resume, overwrite=overwrite)
-    summary = {"events": str(events), "n_train": train_src.n_events,
-               "n_val": val_src.n_events, "epochs": result.epochs, "steps": result.steps,
-               "train_seconds": round(result.seconds, 1),
-               "best_val_loss": result.best_val_loss, "machine": platform.processor()
-               or platform.machine(), "threads": torch.get_num_threads(),
-               "init": None if init is None else str(init), "command": command}
-    if not result.is_global_zero:
-        return summary
-    n_params = sum(p.numel() for p in model.parameters())
-    model_config = {"detector": "ixpe", "network": net.to_dict(), "training": {
-        **summary, "train_config": config.to_dict(), "simulation": sim_config,
-        "n_parameters": n_params}}
-    card = model_card(model_config, result.history)
-    path = save_model_dir(Path(out) / "model", result.model.state_dict(), model_config, card,
-                          overwrite=True)
-    (Path(out) / "history.json").write_text(json.dumps(result.history, indent=1))
-    summary["model"] = str(path)
-    return summary
+    return train_and_save(model, build_loss(net), train_src, val_src, out, config=config,
+                          detector="ixpe", network=net.to_dict(), card=model_card,
+                          events=events, val_events=val_events, simulation=sim_config,
+                          init=init, command=command, resume=resume, overwrite=overwrite)
 
 
 def _spectrum_label(sim: dict) -> str:

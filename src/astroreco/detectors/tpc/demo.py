@@ -1,9 +1,12 @@
-"""The TPC part of ``astroreco demo``: what exists so far, the simulation.
+"""The TPC part of ``astroreco demo``: simulate, reconstruct, evaluate.
 
 Simulates the seed paper's two extreme test conditions (40 keV / 443 um and 50 keV /
 200 um), reports containment, path length and electrons per track, and draws one track of
-each in three projections with its true initial direction.  The classical references and
-the networks join here as the TPC issue lands them.
+each in three projections with its true initial direction.  Each set is reconstructed by
+the classical Non-ML (the seed's parameters), the Best-Expected reference (simulation
+truth; not an analysis) and the shipped HCN network, and scored on the same events
+(:mod:`astroreco.detectors.tpc.evaluate`: cosine distance, efficiency, the HCN's
+efficiency-cut curve and kappa calibration plots).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 SETS = (("40kev_443um", "40", "443"), ("50kev_200um", "50", "200"))
+#: Best-Expected sphere radius per set, tuned on independent validation events
+#: (``astroreco tpc tune``; benchmarks/tpc.py)
+EPSILON_CM = {"40kev_443um": 0.3, "50kev_200um": 0.25}
 
 
 def plot_tracks(files, out_png) -> Path:
@@ -54,9 +60,15 @@ def plot_tracks(files, out_png) -> Path:
     return out_png
 
 
-def run(out_dir, *, n_events: int = 500, seed: int = 0, progress: bool = True) -> dict:
-    """Simulate the two demo sets into ``out_dir`` and write ``summary.json`` and a plot."""
-    from astroreco.detectors.tpc.pipeline import simulate
+def run(out_dir, *, n_events: int = 500, seed: int = 0, model=None,
+        progress: bool = True) -> dict:
+    """Simulate, reconstruct and evaluate the two demo sets under ``out_dir``; write
+    ``summary.json``, the track plot and one evaluation directory per set.
+
+    ``model``: the HCN model directory (default: the shipped ``models/tpc``).
+    """
+    from astroreco.detectors.tpc import evaluate
+    from astroreco.detectors.tpc.pipeline import reconstruct, simulate
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,9 +77,19 @@ def run(out_dir, *, n_events: int = 500, seed: int = 0, progress: bool = True) -
         path = out / f"recoils_{label}.h5"
         s = simulate(path, n_events=n_events, energy=energy, sigma=sigma, seed=seed + i,
                      overwrite=True, progress=progress)
+        reconstruct(path, method="nonml", progress=progress)
+        reconstruct(path, method="best_expected", epsilon_cm=EPSILON_CM[label],
+                    progress=progress)
+        reconstruct(path, method="nn", name="hcn", model=model, progress=progress)
+        ev = evaluate.evaluate(path, out / f"evaluation_{label}", min_count=50)
         rows.append({"set": label, "energy_kev": float(energy), "sigma_um": float(sigma),
                      **{k: s[k] for k in ("n_simulated", "n_stored", "containment",
-                                          "mean_length_cm", "mean_electrons")}})
+                                          "mean_length_cm", "mean_electrons")},
+                     "cos_dist": {m: v["cos_dist"] for m, v in ev["methods"].items()},
+                     "efficiency": {m: v["efficiency"] for m, v in ev["methods"].items()},
+                     "hcn_cos_dist_cut_5pct":
+                         ev["kappa_methods"]["hcn"]["cos_dist_cut_5pct"],
+                     "plots": ev["plots"]})
         files[label] = path
     plot = plot_tracks(files, out / "tracks.png")
     summary = {"rows": rows, "plot": str(plot)}

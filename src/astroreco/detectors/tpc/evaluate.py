@@ -31,6 +31,8 @@ def _label(name: str) -> str:
 
 
 def _set_title(config: dict) -> str:
+    if config.get("source") == "arrows":
+        return "3D arrows"
     def first(entry):
         v = entry.get("values", []) if isinstance(entry, dict) else []
         sep = ":" if isinstance(entry, dict) and entry.get("kind") == "uniform" else ","

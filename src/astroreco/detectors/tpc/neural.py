@@ -28,7 +28,7 @@ map the grid onto itself exactly and the direction by the same signed permutatio
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -373,11 +373,7 @@ class NeuralReconstructor:
 
 
 def default_model_dir():
-    """The shipped default model: ``$ASTRORECO_MODELS/tpc`` or ``models/tpc`` of the source
-    checkout."""
-    import os
-    from pathlib import Path
+    """The shipped default model (see :func:`astroreco.io.modeldir.shipped_model_dir`)."""
+    from astroreco.io.modeldir import shipped_model_dir
 
-    root = os.environ.get("ASTRORECO_MODELS")
-    base = Path(root) if root else Path(__file__).resolve().parents[4] / "models"
-    return base / "tpc"
+    return shipped_model_dir("tpc")

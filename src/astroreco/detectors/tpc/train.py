@@ -11,7 +11,6 @@ reads.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from astroreco.detectors.tpc.neural import (SYMMETRIES, TpcNetConfig, build_loss, build_model,
                                             network_inputs, symmetry_matrix)
@@ -91,60 +90,32 @@ def train(events, out, *, net: TpcNetConfig | None = None, config=None,
     command : str, optional
         The command line that ran this, recorded in the model card.
     """
-    import json
-    import platform
-    from pathlib import Path
-
     from astroreco.detectors.tpc.pipeline import EVENT_SCHEMA
-    from astroreco.io.modeldir import save_model_dir
     from astroreco.io.store import EventFile
-    from astroreco.training import TrainConfig, fit
+    from astroreco.training import TrainConfig
+    from astroreco.training.run import split_sources, train_and_save
 
     net = net or TpcNetConfig()
     config = config or TrainConfig()
     with EventFile(events, EVENT_SCHEMA) as ef:
         n = ef.n_events
         sim_config = ef.config
-    if val_events is None:
-        if not 0 < val_fraction < 1:
-            raise InputError(f"val_fraction {val_fraction}: expected between 0 and 1")
-        n_val = max(1, int(round(n * val_fraction)))
-        if n - n_val < 1:
-            raise InputError(f"{events}: {n} events, too few to split off a validation set")
-        train_src = TpcSource(events, 0, n - n_val, net)
-        val_src = TpcSource(events, n - n_val, n, net)
-    else:
-        train_src = TpcSource(events, 0, n, net)
+    n_val = None
+    if val_events is not None:
         with EventFile(val_events, EVENT_SCHEMA) as ef:
-            val_src = TpcSource(val_events, 0, ef.n_events, net)
+            n_val = ef.n_events
+    train_src, val_src = split_sources(lambda path, a, b: TpcSource(path, a, b, net), events,
+                                       n, val_events=val_events, n_val_events=n_val,
+                                       val_fraction=val_fraction)
     model = build_model(net)
     if init is not None:
         from astroreco.io.modeldir import load_model_dir, load_state
 
         load_state(model, load_model_dir(init, detector="tpc")[0], init)
-    result = fit(model, build_loss(net), train_src, val_src, out, config=config,
-                 model_config=net.to_dict(), resume=resume, overwrite=overwrite)
-    summary = {"events": str(events),
-               "val_events": None if val_events is None else str(val_events),
-               "n_train": train_src.n_events, "n_val": val_src.n_events,
-               "epochs": result.epochs, "steps": result.steps,
-               "train_seconds": round(result.seconds, 1),
-               "best_val_loss": result.best_val_loss,
-               "machine": platform.processor() or platform.machine(),
-               "threads": torch.get_num_threads(),
-               "init": None if init is None else str(init), "command": command}
-    if not result.is_global_zero:
-        return summary
-    n_params = sum(p.numel() for p in model.parameters())
-    model_config = {"detector": "tpc", "network": net.to_dict(), "training": {
-        **summary, "train_config": config.to_dict(), "simulation": sim_config,
-        "n_parameters": n_params}}
-    card = model_card(model_config, result.history)
-    path = save_model_dir(Path(out) / "model", result.model.state_dict(), model_config, card,
-                          overwrite=True)
-    (Path(out) / "history.json").write_text(json.dumps(result.history, indent=1))
-    summary["model"] = str(path)
-    return summary
+    return train_and_save(model, build_loss(net), train_src, val_src, out, config=config,
+                          detector="tpc", network=net.to_dict(), card=model_card,
+                          events=events, val_events=val_events, simulation=sim_config,
+                          init=init, command=command, resume=resume, overwrite=overwrite)
 
 
 _WHAT = {"hcn": "the initial direction of electron recoils with a von Mises-Fisher "

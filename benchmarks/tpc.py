@@ -1,0 +1,154 @@
+"""TPC benchmark: the networks against Non-ML and Best-Expected on the seed's four test sets.
+
+    python benchmarks/tpc.py --out benchmarks/results [--model models/tpc] [--rcn RCN_DIR]
+                             [--data DIR] [--n-events 5000] [--arrows ARROWS_RUN]
+
+For each test set (40 / 50 keV x 443 / 200 um, recoils never used in training, seeds
+9101-9104) and on the same events: Non-ML with the seed's parameters and tuned, each also
+with the correct head-tail, Best-Expected, the HCN (``--model``) and optionally an RCN
+(``--rcn``).  The tuned Non-ML parameters and the Best-Expected radius are tuned on an
+independent validation set of the same energy and smearing (seeds 9201-9204) -- the seed
+tunes on its test sets, which flatters them.  Targets (issue 4):
+
+- HCN cosine distance <= 0.5x the standard Non-ML's at 40 keV / 443 um, within 1.25x of
+  Best-Expected there, and at or below Best-Expected after a 5% efficiency cut;
+- calibration: every kappa bin with >= 200 events has a fitted kappa within 20% of its
+  centre;
+- arrows (``--arrows``, a finished ``astroreco tpc arrows`` run): RCN and HCN < 1e-3.
+
+Writes tpc.json, and per set the evaluation JSON and the Figure 5 / Figure 6 plots.
+Sparse-convolution throughput is ``benchmarks/sparse3d.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import print_table, write_result  # noqa: E402
+
+from astroreco.detectors.tpc import best_expected, evaluate, nonml, pipeline  # noqa: E402
+from astroreco.io.store import EventFile  # noqa: E402
+
+#: (label, energy keV, smearing um, test seed, tuning seed); the 50 keV sets lose about half
+#: of the simulated recoils to the containment cut, so twice as many are simulated
+SETS = (("40kev_443um", "40", "443", 9101, 9201), ("40kev_200um", "40", "200", 9102, 9202),
+        ("50kev_200um", "50", "200", 9103, 9203), ("50kev_443um", "50", "443", 9104, 9204))
+
+
+def _file(path, n, energy, sigma, seed):
+    if not Path(path).exists():
+        scale = 2 if energy == "50" else 1
+        pipeline.simulate(path, n_events=n * scale, energy=energy, sigma=sigma, seed=seed,
+                          progress=False)
+    return path
+
+
+def _truth(path):
+    with EventFile(path, pipeline.EVENT_SCHEMA) as ef:
+        t = ef.truth(["dir_x", "dir_y", "dir_z", "start_x_cm", "start_y_cm", "start_z_cm"])
+    return (np.stack([t["dir_x"], t["dir_y"], t["dir_z"]], 1),
+            np.stack([t["start_x_cm"], t["start_y_cm"], t["start_z_cm"]], 1))
+
+
+def run_set(label, energy, sigma, test_seed, tune_seed, args, out):
+    data = Path(args.data)
+    test = _file(data / f"test_{label}.h5", args.n_events, energy, sigma, test_seed)
+    tune_file = _file(data / f"tune_{label}.h5", args.n_tune, energy, sigma, tune_seed)
+    offsets, coords, values = pipeline.read_voxels(tune_file)
+    truth, start = _truth(tune_file)
+    cfg, _ = nonml.tune(offsets, coords, values, truth)
+    eps = best_expected.tune_epsilon(offsets, coords, values, start, truth)["epsilon_cm"]
+    timings = {}
+    runs = [("nonml", "nonml", {}), ("nonml_truth_ht", "nonml_truth_ht", {}),
+            ("nonml", "nonml_tuned", {"nonml": cfg}),
+            ("nonml_truth_ht", "nonml_tuned_truth_ht", {"nonml": cfg}),
+            ("best_expected", "best_expected", {"epsilon_cm": eps}),
+            ("nn", "hcn", {"model": args.model, "tta": args.tta})]
+    if args.rcn:
+        runs.append(("nn", "rcn", {"model": args.rcn, "tta": args.tta}))
+    for method, name, kw in runs:
+        t0 = time.perf_counter()
+        pipeline.reconstruct(test, method=method, name=name, progress=False, **kw)
+        timings[name] = time.perf_counter() - t0
+    result = evaluate.evaluate(test, out / label)
+    n = result["methods"]["hcn"]["n_events"]
+    return {"set": label, "energy_kev": float(energy), "sigma_um": float(sigma),
+            "n_events": n, "nonml_tuned": cfg.to_dict(), "epsilon_cm": eps,
+            "events_per_s": {k: n / v for k, v in timings.items()},
+            "evaluation": result, "table": evaluate.table(result)}
+
+
+def targets(sets, arrows):
+    main = next(s for s in sets if s["set"] == "40kev_443um")
+    m = main["evaluation"]["methods"]
+    hcn, k = m["hcn"]["cos_dist"], main["evaluation"]["kappa_methods"]["hcn"]
+    be, std = m["best_expected"]["cos_dist"], m["nonml"]["cos_dist"]
+    calib = {s["set"]: s["evaluation"]["kappa_methods"]["hcn"]["calibration_max_deviation"]
+             for s in sets}
+    out = {"hcn_over_nonml_40_443": {"value": hcn / std, "target": "<= 0.5",
+                                     "pass": hcn / std <= 0.5},
+           "hcn_over_best_expected_40_443": {"value": hcn / be, "target": "<= 1.25",
+                                             "pass": hcn / be <= 1.25},
+           "hcn_cut5_over_best_expected_40_443": {
+               "value": k["cos_dist_cut_5pct"] / be, "target": "<= 1",
+               "pass": k["cos_dist_cut_5pct"] <= be},
+           "calibration_max_deviation": {"value": calib, "target": "<= 0.2 in every bin "
+                                         "with >= 200 events",
+                                         "pass": all(v <= 0.2 for v in calib.values())}}
+    if arrows is not None:
+        cd = arrows["cos_dist"]
+        out["arrows"] = {"value": {k: cd[k] for k in ("rcn", "hcn") if k in cd},
+                         "target": "< 1e-3",
+                         "pass": all(cd.get(k, 1.0) < 1e-3 for k in ("rcn", "hcn"))}
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--model", default=None, help="HCN model directory (default: shipped)")
+    p.add_argument("--rcn", default=None, help="RCN model directory (optional)")
+    p.add_argument("--data", default=None, help="where test/tuning sets live or are made "
+                   "(default: OUT/tpc_data)")
+    p.add_argument("--n-events", type=int, default=5000, help="test recoils per set")
+    p.add_argument("--n-tune", type=int, default=2000, help="tuning recoils per set")
+    p.add_argument("--tta", type=int, default=None, help="cube symmetries averaged by nn")
+    p.add_argument("--sets", default=",".join(s[0] for s in SETS))
+    p.add_argument("--arrows", default=None, help="a finished 'astroreco tpc arrows' run")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    out = Path(args.out) / "tpc"
+    out.mkdir(parents=True, exist_ok=True)
+    args.data = args.data or str(out / "data")
+    Path(args.data).mkdir(parents=True, exist_ok=True)
+    wanted = args.sets.split(",")
+    sets = [run_set(*s, args, out) for s in SETS if s[0] in wanted]
+    for s in sets:
+        print(s["table"], "\n")
+    arrows = None
+    if args.arrows:
+        arrows = json.loads((Path(args.arrows) / "tutorial.json").read_text())
+    result = {"sets": sets}
+    if any(s["set"] == "40kev_443um" for s in sets):
+        result["targets"] = targets(sets, arrows)
+        print_table([{"name": k, **{kk: json.dumps(vv) if isinstance(vv, dict) else vv
+                                    for kk, vv in v.items()}}
+                     for k, v in result["targets"].items()],
+                    ["name", "value", "target", "pass"])
+    path = write_result(args.out, "tpc", result)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
