@@ -111,6 +111,57 @@ def targets(sets, arrows):
     return out
 
 
+def card_section(sets, target_rows) -> str:
+    """The benchmark as markdown, for the model card's measured section."""
+    lines = []
+    for s in sets:
+        m = s["evaluation"]["methods"]
+        k = s["evaluation"]["kappa_methods"].get("hcn", {})
+        lines += [f"**{s['energy_kev']:g} keV, {s['sigma_um']:g} um** ({s['n_events']} test "
+                  f"recoils; Non-ML tuned {s['nonml_tuned']['r_min']:g}, "
+                  f"{s['nonml_tuned']['r_max']:g}, {s['nonml_tuned']['w0_cm']:g} cm; "
+                  f"Best-Expected epsilon {s['epsilon_cm']:g} cm, both tuned on independent "
+                  "events)", "", "| method | efficiency | cosine distance |", "|---|---|---|"]
+        for name, v in m.items():
+            lines.append(f"| {v['label']} | {v['efficiency']:.3f} | {v['cos_dist']:.4f} ± "
+                         f"{v['cos_dist_err']:.4f} |")
+        if k:
+            lines.append(f"| HCN, 5% lowest kappa cut | 0.950 | {k['cos_dist_cut_5pct']:.4f} |")
+            lines += ["", f"kappa calibration: largest deviation of the fitted kappa from the "
+                      f"bin centre {k['calibration_max_deviation']:.1%} over "
+                      f"{k['calibration_bins_checked']} bins with >= 200 events."]
+        lines.append("")
+    if target_rows:
+        lines += ["| target | value | required | pass |", "|---|---|---|---|"]
+        for name, t in target_rows.items():
+            value = t["value"]
+            value = ", ".join(f"{a}: {b:.3g}" for a, b in value.items()) \
+                if isinstance(value, dict) else f"{value:.3f}"
+            lines.append(f"| {name} | {value} | {t['target']} | {t['pass']} |")
+    return "\n".join(lines)
+
+
+def write_card(model_dir, sets, target_rows, args):
+    """Rewrite ``card.md`` of ``model_dir`` with the measured section (atomically)."""
+    from common import machine
+
+    from astroreco.detectors.tpc import train as tpc_train
+
+    m = machine()
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    history_file = model_dir / "history.json"
+    history = json.loads(history_file.read_text()) if history_file.exists() else []
+    cmd = (f"python benchmarks/tpc.py --model {args.model or 'models/tpc'} --n-events "
+           f"{args.n_events} --n-tune {args.n_tune}")
+    measured = (card_section(sets, target_rows) + f"\n\nMeasured with `{cmd}` on "
+                f"{m.get('cpu_model', m['processor'])}, {m['cpus']} CPUs; test and tuning "
+                "events simulated with seeds never used in training.\n")
+    tmp = model_dir / ".card.md.tmp"
+    tmp.write_text(tpc_train.model_card(config, history, measured=measured))
+    tmp.replace(model_dir / "card.md")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="benchmarks/results")
@@ -124,6 +175,8 @@ def main(argv=None):
     p.add_argument("--sets", default=",".join(s[0] for s in SETS))
     p.add_argument("--arrows", default=None, help="a finished 'astroreco tpc arrows' run")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--write-card", action="store_true",
+                   help="write the measured section into the model's card.md")
     args = p.parse_args(argv)
     if args.threads:
         import torch
@@ -146,6 +199,10 @@ def main(argv=None):
                                     for kk, vv in v.items()}}
                      for k, v in result["targets"].items()],
                     ["name", "value", "target", "pass"])
+    if args.write_card:
+        from astroreco.detectors.tpc.neural import default_model_dir
+
+        write_card(args.model or default_model_dir(), sets, result.get("targets"), args)
     path = write_result(args.out, "tpc", result)
     print(f"wrote {path}")
 

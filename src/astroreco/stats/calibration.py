@@ -399,7 +399,8 @@ def _clean_vmf(angle, kappa):
 
 def _vmf_row(angle, kappa, lo, hi, min_count):
     n = angle.size
-    centre = float(np.exp(np.mean(np.log(kappa))))
+    # the geometric mean, kept inside the bin (rounding can put it an ulp outside)
+    centre = float(np.clip(np.exp(np.mean(np.log(kappa))), kappa.min(), kappa.max()))
     mean_cos = float(np.mean(np.cos(angle)))
     k_equiv = float(vmf_kappa_from_mean_cosine(np.mean(vmf_mean_cosine(kappa))))
     k_fit = float(vmf_kappa_from_mean_cosine(mean_cos))

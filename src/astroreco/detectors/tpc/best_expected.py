@@ -45,7 +45,8 @@ def reconstruct(offsets, coords, values, start_cm, truth_directions, *, epsilon_
 
 
 def tune_epsilon(offsets, coords, values, start_cm, truth_directions,
-                 grid_cm=(0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0)) -> dict:
+                 grid_cm=(0.1, 0.15, 0.2, 0.25, 0.275, 0.3, 0.325, 0.35, 0.375, 0.4, 0.45,
+                          0.5, 0.7, 1.0)) -> dict:
     """The ``epsilon`` of ``grid_cm`` with the lowest mean cosine distance (failures count
     as 1, a random direction's expectation), and the whole scan."""
     scan = []

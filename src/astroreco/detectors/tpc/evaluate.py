@@ -23,7 +23,18 @@ from astroreco.stats.directional import cosine_distance, efficiency_curve
 CUTS = tuple(np.round(np.linspace(0.0, 0.5, 51), 3))
 #: labels of the seed's figure
 LABELS = {"nonml": "Non-ML", "nonml_tuned": "Non-ML tuned", "rcn": "RCN", "hcn": "HCN",
-          "best_expected": "Best-Expected", "gaussian": "Gaussian NLL"}
+          "best_expected": "Best-Expected", "gaussian": "Gaussian NLL",
+          "nonml_truth_ht": "Non-ML, correct head-tail",
+          "nonml_tuned_truth_ht": "Non-ML tuned, correct head-tail"}
+
+
+#: table order: the classical analysis and its references first, then the networks
+ORDER = ("nonml", "nonml_truth_ht", "nonml_tuned", "nonml_tuned_truth_ht", "best_expected",
+         "rcn", "gaussian", "hcn")
+
+
+def _order(name: str):
+    return (ORDER.index(name) if name in ORDER else len(ORDER), name)
 
 
 def _label(name: str) -> str:
@@ -44,7 +55,7 @@ def score_methods(events) -> tuple[dict, dict]:
     """Per-method scores and the arrays behind them (``angle``, ``kappa``, ``cos_dist`` of
     the reconstructed events)."""
     with EventFile(events, EVENT_SCHEMA) as ef:
-        methods = [m for m in ef.methods if not m.startswith(".")]
+        methods = sorted((m for m in ef.methods if not m.startswith(".")), key=_order)
         if not methods:
             raise InputError(f"{events}: no reconstruction stored (run 'astroreco tpc "
                              "reconstruct' first)")

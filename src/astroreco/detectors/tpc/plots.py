@@ -197,7 +197,8 @@ def plot_calibration(angle, kappa, rows, out_png, *, title: str = "") -> Path:
             continue
         color = "C0" if r["enough"] else "0.6"
         yerr = [[min(err, 0.95 * kf)], [err]] if math.isfinite(err) else None
-        ax.errorbar([c], [kf], yerr=yerr, xerr=[[c - r["kappa_lo"]], [r["kappa_hi"] - c]],
+        xerr = [[max(c - r["kappa_lo"], 0.0)], [max(r["kappa_hi"] - c, 0.0)]]
+        ax.errorbar([c], [kf], yerr=yerr, xerr=xerr,
                     marker="o", ms=4, capsize=2, color=color, ls="none")
         span += [r["kappa_lo"], r["kappa_hi"], kf]
     if span:

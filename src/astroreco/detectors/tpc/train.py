@@ -139,6 +139,12 @@ def _simulation_label(sim: dict) -> str:
             f"{_values(sim.get('sigma_um'))} um, seed {sim.get('seed', '?')}")
 
 
+def _init_lines(it: dict) -> list:
+    return [f"- the starting weights: {it['epochs']} epochs, {it['train_seconds']} s on "
+            f"`{it['events']}` ({it['n_train']} events), best validation loss "
+            f"{it['best_val_loss']:.4f}; command `{it.get('command', '?')}`"]
+
+
 def model_card(config: dict, history=(), measured: str = "") -> str:
     """Markdown model card: what the network is, what it was trained on, how to redo it."""
     net = config["network"]
@@ -161,6 +167,7 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              f"{tr['machine']} ({tr['threads']} threads); best validation loss "
              f"{tr['best_val_loss']:.4f}",
              *([f"- started from the weights of `{tr['init']}`"] if tr.get("init") else []),
+             *(_init_lines(tr["init_training"]) if tr.get("init_training") else []),
              f"- command: `{tr.get('command') or 'astroreco tpc train ...'}`", ""]
     if history:
         lines += ["| epoch | train loss | val loss |", "|---|---|---|"]
