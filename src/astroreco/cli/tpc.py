@@ -1,4 +1,4 @@
-"""``astroreco tpc simulate|train|reconstruct|tune|evaluate|arrows``."""
+"""``astroreco tpc simulate|train|reconstruct|tune|evaluate|arrows|calibrate``."""
 
 from __future__ import annotations
 
@@ -206,3 +206,18 @@ def arrows(out, epochs, n_train, n_val, n_test, backend, seed, quiet):
                   backend=backend, seed=seed, progress=not quiet)
     click.echo(summary.pop("table"))
     click.echo(json.dumps({k: summary[k] for k in ("cos_dist", "training")}))
+
+
+@tpc.command()
+@click.argument("model_dir", type=click.Path())
+@click.argument("events", type=click.Path())
+@click.option("--n-events", type=int, default=None, help="Use the first N events.")
+@device_option()
+@quiet_option()
+def calibrate(model_dir, events, n_events, device, quiet):
+    """Fit the kappa scale of MODEL_DIR on validation EVENTS (temperature scaling) and
+    store it in the model's config.json."""
+    from astroreco.detectors.tpc.neural import calibrate_kappa
+
+    click.echo(json.dumps(calibrate_kappa(model_dir, events, n_events=n_events, device=device,
+                                          progress=not quiet)))

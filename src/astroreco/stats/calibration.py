@@ -38,7 +38,7 @@ from astroreco.stats.directional import expected_modulation
 
 __all__ = ["expected_modulation_derivative", "inverse_expected_modulation",
            "kappa_calibration", "vmf_calibration", "vmf_expected_angle",
-           "vmf_kappa_from_mean_cosine", "vmf_mean_cosine", "vmf_mean_cosine_derivative"]
+           "vmf_kappa_from_mean_cosine", "vmf_mean_cosine", "vmf_mean_cosine_derivative", "vmf_kappa_scale"]
 
 
 def expected_modulation_derivative(kappa):
@@ -493,3 +493,28 @@ def vmf_calibration(angle, kappa, *, n_bins: int = 10, min_count: int = 200,
         if sel.any():
             rows.append(_vmf_row(a[sel], k[sel], e[b], e[b + 1], min_count))
     return rows
+
+
+def vmf_kappa_scale(angle, kappa, bounds=(1e-2, 1e2)) -> float:
+    """The factor ``s`` that makes ``s * kappa`` the best von Mises-Fisher concentrations
+    for the observed angles to the predicted mean (temperature scaling, fitted on
+    validation events, never on the test events it is judged on).
+
+    Maximises ``sum log C3(s k_i) + s k_i cos(theta_i)``, with
+    ``log C3(k) = log k - k - log(1 - exp(-2k)) - log 2 pi``.  ``s > 1``: the predictions
+    were under-confident.
+    """
+    from scipy import optimize
+
+    a, k = _clean_vmf(angle, kappa)
+    cos = np.cos(a)
+
+    def nll(log_s):
+        sk = np.exp(log_s) * k
+        log_c3 = np.log(sk) - sk - np.log(-np.expm1(-2.0 * sk)) - math.log(2 * math.pi)
+        return -float(np.mean(log_c3 + sk * cos))
+
+    lo, hi = (math.log(b) for b in bounds)
+    res = optimize.minimize_scalar(nll, bounds=(lo, hi), method="bounded",
+                                   options={"xatol": 1e-6})
+    return float(np.exp(res.x))

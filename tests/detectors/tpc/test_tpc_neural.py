@@ -130,3 +130,47 @@ def test_backends_agree_on_a_model(events):
 def test_model_dir_errors(tmp_path):
     with pytest.raises(InputError):
         NeuralReconstructor(tmp_path / "missing")
+
+
+def test_calibrate_kappa_stores_a_scale_that_is_applied(events, tmp_path):
+    from astroreco.detectors.tpc.neural import calibrate_kappa
+
+    cfg = TpcNetConfig(architecture="hcn", backend="torch", **SMALL)
+    config = TrainConfig(max_epochs=1, batch_size=8, patience=2, progress=False, threads=1,
+                         chunk_size=64, optim=OptimConfig(lr=1e-3, warmup_steps=2))
+    model_dir = train(events, tmp_path / "run", net=cfg, config=config,
+                      val_fraction=0.25)["model"]
+    offsets, coords, values = read_voxels(events, 0, 8)
+    before = NeuralReconstructor(model_dir).reconstruct(offsets, coords, values)["kappa"]
+    r = calibrate_kappa(model_dir, events, n_events=24, progress=False)
+    assert r["kappa_scale"] > 0 and r["n_events"] == 24
+    stored = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert stored["network"]["kappa_scale"] == r["kappa_scale"]
+    after = NeuralReconstructor(model_dir).reconstruct(offsets, coords, values)["kappa"]
+    assert np.allclose(after, before * r["kappa_scale"], rtol=1e-5)
+    # a second calibration fits the network's own kappa again, not the scaled one
+    again = calibrate_kappa(model_dir, events, n_events=24, progress=False)
+    assert again["kappa_scale"] == pytest.approx(r["kappa_scale"], rel=1e-4)
+    assert "kappa x" in model_card_of(tmp_path / "run" / "model")
+
+
+def model_card_of(model_dir):
+    from astroreco.detectors.tpc.train import model_card
+
+    config = json.loads((model_dir / "config.json").read_text())
+    return model_card(config)
+
+
+def test_vmf_kappa_scale_recovers_a_known_miscalibration():
+    from astroreco.stats.calibration import vmf_kappa_scale
+
+    rng = np.random.default_rng(0)
+    k = rng.uniform(5, 50, 20000)
+    u = rng.random(20000)
+    cos = 1 + np.log(u + (1 - u) * np.exp(-2 * k)) / k
+    angle = np.arccos(np.clip(cos, -1, 1))
+    assert vmf_kappa_scale(angle, k) == pytest.approx(1.0, abs=0.03)
+    assert vmf_kappa_scale(angle, k / 2) == pytest.approx(2.0, rel=0.03)
+    assert vmf_kappa_scale(angle, 3 * k) == pytest.approx(1 / 3, rel=0.03)
+    with pytest.raises(InputError):
+        vmf_kappa_scale(angle, -k)

@@ -82,6 +82,9 @@ class TpcNetConfig:
         Sparse convolution backend: ``auto``, ``spconv`` or ``torch`` (same weights).
     tta : int
         Cube symmetries averaged at inference (see :data:`TTA_SYMMETRIES`).
+    kappa_scale : float
+        Factor applied to the predicted ``kappa`` at inference, fitted on validation events
+        after training (temperature scaling; :func:`calibrate_kappa`); 1 = as trained.
     """
 
     architecture: str = "hcn"
@@ -93,6 +96,7 @@ class TpcNetConfig:
     kappa_min: float = 1e-3
     backend: str = "auto"
     tta: int = 1
+    kappa_scale: float = 1.0
 
     def __post_init__(self):
         self.layers = _layers(self.layers)
@@ -113,6 +117,8 @@ class TpcNetConfig:
         if self.tta not in TTA_SYMMETRIES:
             raise InputError(f"tta {self.tta}: expected one of "
                              f"{', '.join(map(str, TTA_SYMMETRIES))}")
+        if not (np.isfinite(self.kappa_scale) and self.kappa_scale > 0):
+            raise InputError(f"kappa_scale {self.kappa_scale}: expected a finite value > 0")
 
     @property
     def grid(self) -> int:
@@ -367,9 +373,57 @@ class NeuralReconstructor:
         else:
             kappa = np.full(n, np.nan)
         out = {"dir_x": direction[:, 0], "dir_y": direction[:, 1], "dir_z": direction[:, 2],
-               "kappa": kappa, "n_voxels": np.diff(offsets),
+               "kappa": kappa * self.config.kappa_scale, "n_voxels": np.diff(offsets),
                "status": np.zeros(n, np.uint8)}
         return {name: np.asarray(out[name]).astype(dtype) for name, dtype, *_ in OUTPUT_FIELDS}
+
+
+def calibrate_kappa(model_dir, events, *, n_events: int | None = None, device: str = "cpu",
+                    progress: bool = True) -> dict:
+    """Fit the model's ``kappa_scale`` on validation ``events`` and store it in
+    ``model_dir/config.json`` (rewritten atomically).
+
+    The model's own inference settings (symmetries averaged) are used; the scale replaces
+    any earlier one.  Returns the fitted scale and the mean cosine distance of the events.
+    """
+    import json
+    from pathlib import Path
+
+    from astroreco.detectors.tpc.pipeline import EVENT_SCHEMA, read_voxels
+    from astroreco.io.store import EventFile
+    from astroreco.progress import progress_bar
+    from astroreco.stats.calibration import vmf_kappa_scale
+    from astroreco.stats.directional import cosine_distance
+
+    net = NeuralReconstructor(model_dir, device=device)
+    if net.config.architecture == "rcn":
+        raise InputError(f"{model_dir}: an RCN predicts no kappa to calibrate")
+    with EventFile(events, EVENT_SCHEMA) as ef:
+        n = ef.n_events if n_events is None else min(int(n_events), ef.n_events)
+        t = ef.truth(["dir_x", "dir_y", "dir_z"], 0, n)
+    truth = np.stack([t["dir_x"], t["dir_y"], t["dir_z"]], 1)
+    parts = []
+    with progress_bar(f"calibrating kappa on {n} events", total=n, enabled=progress) as bar:
+        for s in range(0, n, 2000):
+            e = min(n, s + 2000)
+            parts.append(net.reconstruct(*read_voxels(events, s, e)))
+            bar.advance(e - s)
+    d = np.concatenate([np.stack([p["dir_x"], p["dir_y"], p["dir_z"]], 1) for p in parts])
+    kappa = np.concatenate([p["kappa"] for p in parts]).astype(np.float64)
+    kappa /= net.config.kappa_scale  # as the network predicts it
+    cd = cosine_distance(d, truth)
+    scale = vmf_kappa_scale(np.arccos(np.clip(1.0 - cd, -1.0, 1.0)), kappa)
+    path = Path(model_dir) / "config.json"
+    config = json.loads(path.read_text())
+    config["network"]["kappa_scale"] = scale
+    config.setdefault("training", {})["kappa_calibration"] = {
+        "events": str(events), "n_events": int(n), "tta": net.config.tta,
+        "kappa_scale": scale}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    tmp.replace(path)
+    return {"model": str(model_dir), "kappa_scale": scale, "n_events": int(n),
+            "cos_dist": float(cd.mean())}
 
 
 def default_model_dir():

@@ -159,7 +159,11 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              f"electrons / {net['charge_scale']:g}",
              f"- sparse backbone {net['layers']}, trunk {net['trunk']}, branches "
              f"{net['branch']}; {tr.get('n_parameters', '?')} parameters",
-             f"- test-time averaging over {net['tta']} cube symmetries", "",
+             f"- test-time averaging over {net['tta']} cube symmetries",
+             *([f"- kappa x {net['kappa_scale']:.3f}, fitted on "
+                f"{tr['kappa_calibration']['n_events']} validation events "
+                f"(`{tr['kappa_calibration']['events']}`; `astroreco tpc calibrate`)"]
+               if tr.get("kappa_calibration") else []), "",
              "## Training", "",
              f"- data: `{tr['events']}`: {tr['n_train']} training and {tr['n_val']} "
              f"validation events ({_simulation_label(sim)})",
