@@ -31,6 +31,23 @@ def split_sources(make_source, events, n_events: int, *, val_events=None, n_val_
                                                                  n_events)
 
 
+def sources_from_files(make_source, schema, events, *, val_events=None,
+                       val_fraction: float = 0.1):
+    """:func:`split_sources` on event files of ``schema``: ``(train, val, simulation)``, the
+    last being the training file's recorded configuration."""
+    from astroreco.io.store import EventFile
+
+    with EventFile(events, schema) as ef:
+        n, simulation = ef.n_events, ef.config
+    n_val = None
+    if val_events is not None:
+        with EventFile(val_events, schema) as ef:
+            n_val = ef.n_events
+    train_src, val_src = split_sources(make_source, events, n, val_events=val_events,
+                                       n_val_events=n_val, val_fraction=val_fraction)
+    return train_src, val_src, simulation
+
+
 def train_and_save(model, task_loss, train_src, val_src, out, *, config, detector: str,
                    network: dict, card, events, val_events=None, simulation=None, init=None,
                    command: str | None = None, resume: bool = False,

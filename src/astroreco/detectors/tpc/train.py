@@ -91,22 +91,14 @@ def train(events, out, *, net: TpcNetConfig | None = None, config=None,
         The command line that ran this, recorded in the model card.
     """
     from astroreco.detectors.tpc.pipeline import EVENT_SCHEMA
-    from astroreco.io.store import EventFile
     from astroreco.training import TrainConfig
-    from astroreco.training.run import split_sources, train_and_save
+    from astroreco.training.run import sources_from_files, train_and_save
 
     net = net or TpcNetConfig()
     config = config or TrainConfig()
-    with EventFile(events, EVENT_SCHEMA) as ef:
-        n = ef.n_events
-        sim_config = ef.config
-    n_val = None
-    if val_events is not None:
-        with EventFile(val_events, EVENT_SCHEMA) as ef:
-            n_val = ef.n_events
-    train_src, val_src = split_sources(lambda path, a, b: TpcSource(path, a, b, net), events,
-                                       n, val_events=val_events, n_val_events=n_val,
-                                       val_fraction=val_fraction)
+    train_src, val_src, sim_config = sources_from_files(
+        lambda path, a, b: TpcSource(path, a, b, net), EVENT_SCHEMA, events,
+        val_events=val_events, val_fraction=val_fraction)
     model = build_model(net)
     if init is not None:
         from astroreco.io.modeldir import load_model_dir, load_state
