@@ -131,10 +131,13 @@ def _simulation_label(sim: dict) -> str:
             f"{_values(sim.get('sigma_um'))} um, seed {sim.get('seed', '?')}")
 
 
-def _init_lines(it: dict) -> list:
-    return [f"- the starting weights: {it['epochs']} epochs, {it['train_seconds']} s on "
-            f"`{it['events']}` ({it['n_train']} events), best validation loss "
-            f"{it['best_val_loss']:.4f}; command `{it.get('command', '?')}`"]
+def _init_lines(stages) -> list:
+    """Card lines for the earlier runs whose weights this one started from (oldest first)."""
+    stages = stages if isinstance(stages, list) else [stages]
+    return [f"- starting weights, stage {i + 1}: {it['epochs']} epochs, {it['train_seconds']} s "
+            f"on `{it['events']}` ({it['n_train']} events), best validation loss "
+            f"{it['best_val_loss']:.4f}; command `{it.get('command', '?')}`"
+            for i, it in enumerate(stages)]
 
 
 def model_card(config: dict, history=(), measured: str = "") -> str:
