@@ -60,8 +60,11 @@ def _truth(path):
 
 def run_set(label, energy, sigma, test_seed, tune_seed, args, out):
     data = Path(args.data)
-    test = _file(data / f"test_{label}.h5", args.n_events, energy, sigma, test_seed)
-    tune_file = _file(data / f"tune_{label}.h5", args.n_tune, energy, sigma, tune_seed)
+    # the size is in the name: a cached set of another size is never reused silently
+    test = _file(data / f"test_{label}_{args.n_events}.h5", args.n_events, energy, sigma,
+                 test_seed)
+    tune_file = _file(data / f"tune_{label}_{args.n_tune}.h5", args.n_tune, energy, sigma,
+                      tune_seed)
     offsets, coords, values = pipeline.read_voxels(tune_file)
     truth, start = _truth(tune_file)
     cfg, _ = nonml.tune(offsets, coords, values, truth)
@@ -78,7 +81,7 @@ def run_set(label, energy, sigma, test_seed, tune_seed, args, out):
         t0 = time.perf_counter()
         pipeline.reconstruct(test, method=method, name=name, progress=False, **kw)
         timings[name] = time.perf_counter() - t0
-    result = evaluate.evaluate(test, out / label)
+    result = evaluate.evaluate(test, out / label, n_bins=args.calibration_bins)
     n = result["methods"]["hcn"]["n_events"]
     return {"set": label, "energy_kev": float(energy), "sigma_um": float(sigma),
             "n_events": n, "nonml_tuned": cfg.to_dict(), "epsilon_cm": eps,
@@ -129,7 +132,12 @@ def card_section(sets, target_rows) -> str:
             lines.append(f"| HCN, 5% lowest kappa cut | 0.950 | {k['cos_dist_cut_5pct']:.4f} |")
             lines += ["", f"kappa calibration: largest deviation of the fitted kappa from the "
                       f"bin centre {k['calibration_max_deviation']:.1%} over "
-                      f"{k['calibration_bins_checked']} bins with >= 200 events."]
+                      f"{k['calibration_bins_checked']} equal-width bins with >= 200 "
+                      "events:", "", "| kappa bin | events | fitted kappa | ratio |",
+                      "|---|---|---|---|"]
+            lines += [f"| {r['kappa_lo']:.1f}-{r['kappa_hi']:.1f} | {r['n']} | "
+                      f"{r['kappa_fit']:.1f} ± {r['kappa_fit_err']:.1f} | "
+                      f"{r['ratio']:.2f} |" for r in k["calibration"] if r["enough"]]
         lines.append("")
     if target_rows:
         lines += ["| target | value | required | pass |", "|---|---|---|---|"]
@@ -172,6 +180,8 @@ def main(argv=None):
     p.add_argument("--n-events", type=int, default=5000, help="test recoils per set")
     p.add_argument("--n-tune", type=int, default=2000, help="tuning recoils per set")
     p.add_argument("--tta", type=int, default=None, help="cube symmetries averaged by nn")
+    p.add_argument("--calibration-bins", type=int, default=12,
+                   help="about this many equal-width kappa bins in the calibration test")
     p.add_argument("--sets", default=",".join(s[0] for s in SETS))
     p.add_argument("--arrows", default=None, help="a finished 'astroreco tpc arrows' run")
     p.add_argument("--threads", type=int, default=None)

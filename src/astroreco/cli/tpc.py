@@ -180,11 +180,16 @@ def tune(events, out, min_efficiency, overwrite):
 @out_option("Directory for evaluation.json and the plots.")
 @click.option("--min-count", type=int, default=200, show_default=True,
               help="Calibration bins with fewer events are shown but not checked.")
-def evaluate(events, out, min_count):
+@click.option("--bins", "n_bins", type=click.IntRange(min=1), default=12, show_default=True,
+              help="About this many calibration bins in kappa.")
+@click.option("--binning", type=click.Choice(["width", "count"]), default="width",
+              show_default=True, help="Calibration bins of equal width or of equal counts.")
+def evaluate(events, out, min_count, n_bins, binning):
     """Score every reconstruction of EVENTS against the truth, side by side."""
     from astroreco.detectors.tpc.evaluate import evaluate as run, table
 
-    click.echo(table(run(events, out, min_count=min_count)))
+    click.echo(table(run(events, out, min_count=min_count, n_bins=n_bins,
+                         binning=binning)))
 
 
 @tpc.command()
@@ -212,12 +217,17 @@ def arrows(out, epochs, n_train, n_val, n_test, backend, seed, quiet):
 @click.argument("model_dir", type=click.Path())
 @click.argument("events", type=click.Path())
 @click.option("--n-events", type=int, default=None, help="Use the first N events.")
+@click.option("--energy-bins", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Bins of measured energy, each with its own kappa map.")
+@click.option("--scale-only", is_flag=True,
+              help="kappa x s per bin (temperature scaling) instead of s x kappa^b.")
 @device_option()
 @quiet_option()
-def calibrate(model_dir, events, n_events, device, quiet):
-    """Fit the kappa scale of MODEL_DIR on validation EVENTS (temperature scaling) and
-    store it in the model's config.json."""
+def calibrate(model_dir, events, n_events, energy_bins, scale_only, device, quiet):
+    """Fit the kappa map of MODEL_DIR on validation EVENTS (kappa -> s kappa^b per bin of
+    measured energy) and store it in the model's config.json."""
     from astroreco.detectors.tpc.neural import calibrate_kappa
 
     click.echo(json.dumps(calibrate_kappa(model_dir, events, n_events=n_events, device=device,
+                                          energy_bins=energy_bins, power=not scale_only,
                                           progress=not quiet)))

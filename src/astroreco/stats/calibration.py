@@ -38,7 +38,8 @@ from astroreco.stats.directional import expected_modulation
 
 __all__ = ["expected_modulation_derivative", "inverse_expected_modulation",
            "kappa_calibration", "vmf_calibration", "vmf_expected_angle",
-           "vmf_kappa_from_mean_cosine", "vmf_mean_cosine", "vmf_mean_cosine_derivative", "vmf_kappa_scale"]
+           "vmf_kappa_from_mean_cosine", "vmf_mean_cosine", "vmf_mean_cosine_derivative",
+           "vmf_kappa_scale", "vmf_kappa_power_map", "kappa_bin_edges"]
 
 
 def expected_modulation_derivative(kappa):
@@ -518,3 +519,57 @@ def vmf_kappa_scale(angle, kappa, bounds=(1e-2, 1e2)) -> float:
     res = optimize.minimize_scalar(nll, bounds=(lo, hi), method="bounded",
                                    options={"xatol": 1e-6})
     return float(np.exp(res.x))
+
+
+def _vmf_log_c3(k):
+    """``log C3(k)``, stable for every ``k > 0``."""
+    return np.log(k) - k - np.log(-np.expm1(-2.0 * k)) - math.log(2 * math.pi)
+
+
+def vmf_kappa_power_map(angle, kappa, *, power: bool = True,
+                        bounds=((-5.0, 5.0), (0.2, 3.0))) -> tuple[float, float]:
+    """The map ``kappa -> exp(a) * kappa**b`` that makes the predictions the best von
+    Mises-Fisher concentrations for the observed angles (maximum likelihood, as
+    :func:`vmf_kappa_scale`; ``power=False`` keeps ``b = 1``, a pure scale).
+
+    ``b < 1`` shrinks the spread of ``kappa``: the network ranked its events but its largest
+    ``kappa`` were over-confident relative to its smallest.  Fit on validation events, never
+    on the test events the map is judged on.  Returns ``(a, b)``.
+    """
+    a, k = _clean_vmf(angle, kappa)
+    cos, log_k = np.cos(a), np.log(k)
+
+    def nll(p):
+        sk = np.exp(np.clip(p[0] + p[1] * log_k, -700.0, 700.0))
+        return -float(np.mean(_vmf_log_c3(sk) + sk * cos))
+
+    s = math.log(vmf_kappa_scale(a, k))
+    if not power:
+        return s, 1.0
+    res = optimize.minimize(nll, [s, 1.0], method="L-BFGS-B", bounds=bounds)
+    return float(res.x[0]), float(res.x[1])
+
+
+def kappa_bin_edges(kappa, n_bins: int = 12, quantile: float = 0.99) -> np.ndarray:
+    """Edges of equal-width ``kappa`` bins for the calibration test (the seed's Figure 6b):
+    the round width (1, 2, 2.5 or 5 x 10^k) nearest to giving ``n_bins`` bins up to the
+    ``quantile`` of ``kappa``, continued to the largest ``kappa``; the first edge is the
+    smallest ``kappa`` (edges must be positive), so every event falls in a bin."""
+    k = np.asarray(kappa, dtype=np.float64)
+    if k.ndim != 1 or k.size == 0 or not np.all(np.isfinite(k)) or np.any(k <= 0):
+        raise InputError("kappa_bin_edges: expected a non-empty 1D array of finite kappa > 0")
+    if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 1:
+        raise InputError(f"n_bins: expected an integer >= 1, got {n_bins!r}")
+    if k.min() == k.max():
+        return np.array([k.min(), k.min() * (1.0 + 1e-9) + 1e-300])
+    top = float(np.quantile(k, quantile))
+    raw = max(top / n_bins, 1e-12)
+    mag = 10.0 ** math.floor(math.log10(raw))
+    width = min((m * mag for m in (1.0, 2.0, 2.5, 5.0, 10.0)),
+                key=lambda w: abs(math.log(w / raw)))
+    hi = math.ceil(k.max() / width) * width
+    edges = np.arange(0.0, hi + 0.5 * width, width)
+    edges = edges[edges > k.min()]
+    if edges.size == 0 or edges[-1] < k.max():
+        edges = np.append(edges, k.max())
+    return np.concatenate([[k.min()], edges])

@@ -132,8 +132,8 @@ def test_model_dir_errors(tmp_path):
         NeuralReconstructor(tmp_path / "missing")
 
 
-def test_calibrate_kappa_stores_a_scale_that_is_applied(events, tmp_path):
-    from astroreco.detectors.tpc.neural import calibrate_kappa
+def test_calibrate_kappa_stores_a_map_that_is_applied(events, tmp_path):
+    from astroreco.detectors.tpc.neural import calibrate_kappa, measured_energy_kev
 
     cfg = TpcNetConfig(architecture="hcn", backend="torch", **SMALL)
     config = TrainConfig(max_epochs=1, batch_size=8, patience=2, progress=False, threads=1,
@@ -142,16 +142,49 @@ def test_calibrate_kappa_stores_a_scale_that_is_applied(events, tmp_path):
                       val_fraction=0.25)["model"]
     offsets, coords, values = read_voxels(events, 0, 8)
     before = NeuralReconstructor(model_dir).reconstruct(offsets, coords, values)["kappa"]
-    r = calibrate_kappa(model_dir, events, n_events=24, progress=False)
-    assert r["kappa_scale"] > 0 and r["n_events"] == 24
+    with pytest.raises(InputError, match="energy bin"):
+        calibrate_kappa(model_dir, events, n_events=24, energy_bins=2, progress=False)
+    r = calibrate_kappa(model_dir, events, n_events=24, energy_bins=1, min_events=10,
+                        progress=False)
+    cal = r["kappa_calibration"]
+    assert r["n_events"] == 24 and r["events_per_bin"] == [24]
+    assert cal["energy_edges_kev"] == [] and len(cal["power"]) == 1
     stored = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
-    assert stored["network"]["kappa_scale"] == r["kappa_scale"]
+    assert stored["network"]["kappa_calibration"] == cal
     after = NeuralReconstructor(model_dir).reconstruct(offsets, coords, values)["kappa"]
-    assert np.allclose(after, before * r["kappa_scale"], rtol=1e-5)
-    # a second calibration fits the network's own kappa again, not the scaled one
-    again = calibrate_kappa(model_dir, events, n_events=24, progress=False)
-    assert again["kappa_scale"] == pytest.approx(r["kappa_scale"], rel=1e-4)
-    assert "kappa x" in model_card_of(tmp_path / "run" / "model")
+    a, b = cal["log_scale"][0], cal["power"][0]
+    assert np.allclose(after, np.exp(a) * before ** b, rtol=1e-5)
+    # a second calibration fits the network's own kappa again, not the calibrated one
+    again = calibrate_kappa(model_dir, events, n_events=24, energy_bins=1, min_events=10,
+                            progress=False)
+    assert again["kappa_calibration"]["log_scale"][0] == pytest.approx(a, abs=1e-3)
+    assert "s kappa^b" in model_card_of(tmp_path / "run" / "model")
+    # the events' measured energy: their charge x W, 40 keV here
+    assert np.allclose(measured_energy_kev(offsets, values), 40.0, rtol=0.05)
+
+
+def test_kappa_calibration_is_applied_per_energy_bin():
+    from astroreco.detectors.tpc.neural import apply_kappa_calibration
+
+    cal = {"energy_edges_kev": [42.5, 47.5], "log_scale": [0.0, np.log(2.0), 0.0],
+           "power": [1.0, 1.0, 0.5]}
+    k = np.array([10.0, 10.0, 16.0, 16.0])
+    out = apply_kappa_calibration(k, np.array([40.0, 45.0, 50.0, 47.5]), cal)
+    assert np.allclose(out, [10.0, 20.0, 4.0, 4.0])
+    assert np.allclose(apply_kappa_calibration(k, np.zeros(4), None, 1.5), 1.5 * k)
+    for bad in ({"energy_edges_kev": [45.0], "log_scale": [0.0], "power": [1.0]},
+                {"energy_edges_kev": [], "log_scale": [0.0], "power": [0.0]},
+                {"energy_edges_kev": [47.0, 45.0], "log_scale": [0, 0, 0], "power": [1, 1, 1]},
+                {"log_scale": [0.0], "power": [1.0]}):
+        with pytest.raises(InputError, match="kappa_calibration"):
+            TpcNetConfig(kappa_calibration=bad)
+
+
+def test_measured_energy_handles_empty_events():
+    from astroreco.detectors.tpc.neural import measured_energy_kev
+
+    e = measured_energy_kev([0, 0, 2, 2], np.array([10.0, 20.0]))
+    assert e[0] == 0 and e[2] == 0 and e[1] > 0
 
 
 def model_card_of(model_dir):
@@ -159,6 +192,43 @@ def model_card_of(model_dir):
 
     config = json.loads((model_dir / "config.json").read_text())
     return model_card(config)
+
+
+def _vmf_angles(k, rng):
+    u = rng.random(k.size)
+    cos = 1 + np.log(u + (1 - u) * np.exp(-2 * k)) / k
+    return np.arccos(np.clip(cos, -1, 1))
+
+
+def test_vmf_kappa_power_map_recovers_a_known_distortion():
+    from astroreco.stats.calibration import vmf_kappa_power_map
+
+    rng = np.random.default_rng(1)
+    k = np.exp(rng.uniform(np.log(3), np.log(80), 40000))
+    angle = _vmf_angles(k, rng)
+    a, b = vmf_kappa_power_map(angle, k)
+    assert a == pytest.approx(0.0, abs=0.1) and b == pytest.approx(1.0, abs=0.03)
+    # predictions kappa' = 0.5 kappa^1.5 are over-confident at the top: the map undoes it
+    a, b = vmf_kappa_power_map(angle, 0.5 * k ** 1.5)
+    assert b == pytest.approx(1 / 1.5, abs=0.03)
+    assert a == pytest.approx(-np.log(0.5) / 1.5, abs=0.1)
+    a, b = vmf_kappa_power_map(angle, 2 * k, power=False)
+    assert b == 1.0 and np.exp(a) == pytest.approx(0.5, rel=0.03)
+
+
+def test_kappa_bin_edges_are_round_and_hold_every_event():
+    from astroreco.stats.calibration import kappa_bin_edges, vmf_calibration
+
+    rng = np.random.default_rng(2)
+    k = rng.uniform(0.7, 61.0, 5000)
+    e = kappa_bin_edges(k, n_bins=12)
+    assert e[0] == k.min() and e[-1] >= k.max()
+    assert np.allclose(np.diff(e[1:]), 5.0)
+    rows = vmf_calibration(_vmf_angles(k, rng), k, edges=e)
+    assert sum(r["n"] for r in rows) == k.size
+    assert len(kappa_bin_edges(np.array([3.0]))) == 2
+    with pytest.raises(InputError):
+        kappa_bin_edges(np.array([0.0, 1.0]))
 
 
 def test_vmf_kappa_scale_recovers_a_known_miscalibration():

@@ -84,18 +84,23 @@ def score_methods(events) -> tuple[dict, dict]:
     return scores, arrays
 
 
-def evaluate(events, out_dir, *, n_bins: int = 10, min_count: int = 200,
-             cuts=CUTS) -> dict:
+def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
+             min_count: int = 200, cuts=CUTS) -> dict:
     """Score every reconstruction of ``events``; write ``evaluation.json`` and the plots.
 
     Returns the JSON content: per-method scores, and for every method with ``kappa`` its
     efficiency curve, the cosine distance at a 1% and 5% cut, and the calibration rows
     (fitted ``kappa`` against the bin centre; a bin with ``min_count`` events or more
-    passes when within 20%).
+    passes when within 20%).  The calibration bins are about ``n_bins`` bins of equal width
+    in ``kappa`` (``binning="width"``, as the seed's Figure 6b;
+    :func:`~astroreco.stats.calibration.kappa_bin_edges`) or ``n_bins`` bins of equal
+    counts (``binning="count"``).
     """
     from astroreco.detectors.tpc.plots import plot_calibration, plot_efficiency_curve
-    from astroreco.stats.calibration import vmf_calibration
+    from astroreco.stats.calibration import kappa_bin_edges, vmf_calibration
 
+    if binning not in ("width", "count"):
+        raise InputError(f"binning {binning!r}: expected 'width' or 'count'")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with EventFile(events, EVENT_SCHEMA) as ef:
@@ -120,7 +125,9 @@ def evaluate(events, out_dir, *, n_bins: int = 10, min_count: int = 200,
         at = {f"cos_dist_cut_{int(round(100 * c))}pct":
               float(efficiency_curve(a["cos_dist"], a["kappa"], [c])["mean_cos_dist"][0])
               for c in (0.01, 0.05)}
-        rows = vmf_calibration(a["angle"], a["kappa"], n_bins=n_bins, min_count=min_count)
+        edges = kappa_bin_edges(a["kappa"], n_bins) if binning == "width" else None
+        rows = vmf_calibration(a["angle"], a["kappa"], n_bins=n_bins, min_count=min_count,
+                               edges=edges)
         checked = [r for r in rows if r["enough"]]
         entry = {**at, "curve": {k: np.asarray(v).tolist() for k, v in curve.items()},
                  "calibration": rows,

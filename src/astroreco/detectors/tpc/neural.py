@@ -58,6 +58,47 @@ CPU_LAYERS = (("subm", 16, 5), ("subm", 24, 3), ("conv", 32, 4, 2), ("pool", 2),
               ("conv", 32, 3, 2), ("conv", 16, 3, 1))
 
 
+def _check_kappa_calibration(cal) -> dict:
+    try:
+        edges = [float(e) for e in cal["energy_edges_kev"]]
+        a = [float(v) for v in cal["log_scale"]]
+        b = [float(v) for v in cal["power"]]
+    except (KeyError, TypeError, ValueError):
+        raise InputError("kappa_calibration: expected lists 'energy_edges_kev', 'log_scale' "
+                         "and 'power' of numbers") from None
+    if not a or len(a) != len(b) or len(edges) != len(a) - 1:
+        raise InputError(f"kappa_calibration: expected m log_scale and power values and m-1 "
+                         f"energy edges, got {len(a)}, {len(b)} and {len(edges)}")
+    if not all(np.isfinite(edges + a + b)) or any(v <= 0 for v in b) \
+            or any(e1 <= e0 for e0, e1 in zip(edges, edges[1:])):
+        raise InputError("kappa_calibration: expected finite values, power > 0 and increasing "
+                         "energy edges")
+    return {"energy_edges_kev": edges, "log_scale": a, "power": b}
+
+
+def measured_energy_kev(offsets, values) -> np.ndarray:
+    """Per-event energy measured from the track's total charge: electrons x W of the
+    default fill (He:CO2 70:30, 760 Torr, 20 C), in keV."""
+    from astroreco.physics.gas import he_co2
+
+    offsets = np.asarray(offsets, np.int64)
+    total = np.concatenate([[0.0], np.cumsum(np.asarray(values, np.float64))])
+    charge = total[offsets[1:]] - total[offsets[:-1]]
+    return charge * he_co2().w_ev * 1e-3
+
+
+def apply_kappa_calibration(kappa, energy_kev, cal: dict | None, scale: float = 1.0):
+    """``kappa`` after the energy-binned map of :class:`TpcNetConfig` ``.kappa_calibration``
+    and the plain ``scale``."""
+    kappa = np.asarray(kappa, np.float64)
+    if cal is None:
+        return kappa * scale
+    i = np.searchsorted(np.asarray(cal["energy_edges_kev"]), energy_kev, side="right")
+    a, b = np.asarray(cal["log_scale"])[i], np.asarray(cal["power"])[i]
+    with np.errstate(divide="ignore"):
+        return np.exp(a + b * np.log(kappa)) * scale
+
+
 @dataclass
 class TpcNetConfig:
     """Architecture, input representation and inference settings of a TPC network.
@@ -83,8 +124,14 @@ class TpcNetConfig:
     tta : int
         Cube symmetries averaged at inference (see :data:`TTA_SYMMETRIES`).
     kappa_scale : float
-        Factor applied to the predicted ``kappa`` at inference, fitted on validation events
-        after training (temperature scaling; :func:`calibrate_kappa`); 1 = as trained.
+        Factor applied to the predicted ``kappa`` at inference (temperature scaling); 1 = as
+        trained.  Models calibrated before ``kappa_calibration`` existed carry it.
+    kappa_calibration : dict, optional
+        Map of the predicted ``kappa`` per bin of measured energy (total charge x W), fitted
+        on validation events after training (:func:`calibrate_kappa`):
+        ``{"energy_edges_kev": [e_1, ..., e_{m-1}], "log_scale": [a_1..a_m],
+        "power": [b_1..b_m]}`` and ``kappa -> exp(a_i) kappa**b_i`` in energy bin ``i``
+        (below ``e_1`` the first, above ``e_{m-1}`` the last).  None: ``kappa_scale`` only.
     """
 
     architecture: str = "hcn"
@@ -97,6 +144,7 @@ class TpcNetConfig:
     backend: str = "auto"
     tta: int = 1
     kappa_scale: float = 1.0
+    kappa_calibration: dict | None = None
 
     def __post_init__(self):
         self.layers = _layers(self.layers)
@@ -119,6 +167,8 @@ class TpcNetConfig:
                              f"{', '.join(map(str, TTA_SYMMETRIES))}")
         if not (np.isfinite(self.kappa_scale) and self.kappa_scale > 0):
             raise InputError(f"kappa_scale {self.kappa_scale}: expected a finite value > 0")
+        if self.kappa_calibration is not None:
+            self.kappa_calibration = _check_kappa_calibration(self.kappa_calibration)
 
     @property
     def grid(self) -> int:
@@ -373,18 +423,28 @@ class NeuralReconstructor:
         else:
             kappa = np.full(n, np.nan)
         out = {"dir_x": direction[:, 0], "dir_y": direction[:, 1], "dir_z": direction[:, 2],
-               "kappa": kappa * self.config.kappa_scale, "n_voxels": np.diff(offsets),
+               "kappa": apply_kappa_calibration(
+                   kappa, measured_energy_kev(offsets, values),
+                   self.config.kappa_calibration, self.config.kappa_scale),
+               "n_voxels": np.diff(offsets),
                "status": np.zeros(n, np.uint8)}
         return {name: np.asarray(out[name]).astype(dtype) for name, dtype, *_ in OUTPUT_FIELDS}
 
 
 def calibrate_kappa(model_dir, events, *, n_events: int | None = None, device: str = "cpu",
+                    energy_bins: int = 3, power: bool = True, min_events: int = 500,
                     progress: bool = True) -> dict:
-    """Fit the model's ``kappa_scale`` on validation ``events`` and store it in
-    ``model_dir/config.json`` (rewritten atomically).
+    """Fit the model's ``kappa`` map on validation ``events`` and store it in
+    ``model_dir/config.json`` (rewritten atomically) as ``kappa_calibration``.
 
-    The model's own inference settings (symmetries averaged) are used; the scale replaces
-    any earlier one.  Returns the fitted scale and the mean cosine distance of the events.
+    The events are split into ``energy_bins`` equal-width bins of measured energy (between
+    its 1st and 99th percentiles); in each, ``kappa -> exp(a) kappa**b`` is fitted by
+    maximum likelihood (:func:`~astroreco.stats.calibration.vmf_kappa_power_map`;
+    ``power=False``: ``b = 1``, temperature scaling).  A network whose ``kappa`` misses how
+    the difficulty changes with energy (at the edge of its training energies, say) is
+    corrected per bin.  The model's own inference settings (symmetries averaged) are used;
+    the map replaces any earlier one.  Returns the map, the number of events per bin and the
+    mean cosine distance of the events.
     """
     import json
     from pathlib import Path
@@ -392,37 +452,57 @@ def calibrate_kappa(model_dir, events, *, n_events: int | None = None, device: s
     from astroreco.detectors.tpc.pipeline import EVENT_SCHEMA, read_voxels
     from astroreco.io.store import EventFile
     from astroreco.progress import progress_bar
-    from astroreco.stats.calibration import vmf_kappa_scale
+    from astroreco.stats.calibration import vmf_kappa_power_map
     from astroreco.stats.directional import cosine_distance
 
+    if isinstance(energy_bins, bool) or int(energy_bins) != energy_bins or energy_bins < 1:
+        raise InputError(f"energy_bins: expected an integer >= 1, got {energy_bins!r}")
     net = NeuralReconstructor(model_dir, device=device)
     if net.config.architecture == "rcn":
         raise InputError(f"{model_dir}: an RCN predicts no kappa to calibrate")
+    # calibrate what the network predicts, not an earlier calibration of it
+    net.config.kappa_calibration, net.config.kappa_scale = None, 1.0
     with EventFile(events, EVENT_SCHEMA) as ef:
         n = ef.n_events if n_events is None else min(int(n_events), ef.n_events)
         t = ef.truth(["dir_x", "dir_y", "dir_z"], 0, n)
     truth = np.stack([t["dir_x"], t["dir_y"], t["dir_z"]], 1)
-    parts = []
+    parts, energy = [], []
     with progress_bar(f"calibrating kappa on {n} events", total=n, enabled=progress) as bar:
         for s in range(0, n, 2000):
             e = min(n, s + 2000)
-            parts.append(net.reconstruct(*read_voxels(events, s, e)))
+            offsets, coords, values = read_voxels(events, s, e)
+            parts.append(net.reconstruct(offsets, coords, values))
+            energy.append(measured_energy_kev(offsets, values))
             bar.advance(e - s)
     d = np.concatenate([np.stack([p["dir_x"], p["dir_y"], p["dir_z"]], 1) for p in parts])
     kappa = np.concatenate([p["kappa"] for p in parts]).astype(np.float64)
-    kappa /= net.config.kappa_scale  # as the network predicts it
+    energy = np.concatenate(energy)
     cd = cosine_distance(d, truth)
-    scale = vmf_kappa_scale(np.arccos(np.clip(1.0 - cd, -1.0, 1.0)), kappa)
+    angle = np.arccos(np.clip(1.0 - cd, -1.0, 1.0))
+    lo, hi = np.quantile(energy, [0.01, 0.99])
+    edges = list(np.linspace(lo, hi, int(energy_bins) + 1)[1:-1]) if hi > lo else []
+    which = np.searchsorted(edges, energy, side="right")
+    counts = np.bincount(which, minlength=len(edges) + 1)
+    if counts.min() < min_events:
+        raise InputError(f"{events}: {counts.min()} events in an energy bin of the kappa "
+                         f"calibration, expected >= {min_events} (more events or fewer "
+                         f"--energy-bins)")
+    fits = [vmf_kappa_power_map(angle[which == i], kappa[which == i], power=power)
+            for i in range(len(edges) + 1)]
+    cal = {"energy_edges_kev": [float(e) for e in edges],
+           "log_scale": [f[0] for f in fits], "power": [f[1] for f in fits]}
     path = Path(model_dir) / "config.json"
     config = json.loads(path.read_text())
-    config["network"]["kappa_scale"] = scale
+    config["network"]["kappa_calibration"] = cal
+    config["network"]["kappa_scale"] = 1.0
     config.setdefault("training", {})["kappa_calibration"] = {
         "events": str(events), "n_events": int(n), "tta": net.config.tta,
-        "kappa_scale": scale}
+        "events_per_bin": [int(c) for c in counts], **cal}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(config, indent=2) + "\n")
     tmp.replace(path)
-    return {"model": str(model_dir), "kappa_scale": scale, "n_events": int(n),
+    return {"model": str(model_dir), "kappa_calibration": cal,
+            "events_per_bin": [int(c) for c in counts], "n_events": int(n),
             "cos_dist": float(cd.mean())}
 
 

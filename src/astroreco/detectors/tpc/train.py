@@ -10,6 +10,8 @@ reads.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from astroreco.detectors.tpc.neural import (SYMMETRIES, TpcNetConfig, build_loss, build_model,
@@ -140,6 +142,25 @@ def _init_lines(stages) -> list:
             for i, it in enumerate(stages)]
 
 
+def _calibration_lines(net: dict, fit: dict | None) -> list[str]:
+    if not fit:
+        return []
+    where = (f"fitted on {fit['n_events']} validation events (`{fit['events']}`; "
+             f"`astroreco tpc calibrate`)")
+    cal = net.get("kappa_calibration")
+    if not cal:
+        return [f"- kappa x {net['kappa_scale']:.3f}, {where}"]
+    edges = [-math.inf, *cal["energy_edges_kev"], math.inf]
+    lines = [f"- kappa -> s kappa^b per bin of measured energy (total charge x W), {where}:",
+             "", "| measured energy (keV) | s | b |", "|---|---|---|"]
+    for i, (a, b) in enumerate(zip(cal["log_scale"], cal["power"])):
+        lo = "" if i == 0 else f"{edges[i]:.1f}"
+        hi = "" if i == len(edges) - 2 else f"{edges[i + 1]:.1f}"
+        span = f"< {hi}" if not lo else (f">= {lo}" if not hi else f"{lo}-{hi}")
+        lines.append(f"| {span} | {math.exp(a):.3f} | {b:.3f} |")
+    return lines + [""]
+
+
 def model_card(config: dict, history=(), measured: str = "") -> str:
     """Markdown model card: what the network is, what it was trained on, how to redo it."""
     net = config["network"]
@@ -155,10 +176,7 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              f"- sparse backbone {net['layers']}, trunk {net['trunk']}, branches "
              f"{net['branch']}; {tr.get('n_parameters', '?')} parameters",
              f"- test-time averaging over {net['tta']} cube symmetries",
-             *([f"- kappa x {net['kappa_scale']:.3f}, fitted on "
-                f"{tr['kappa_calibration']['n_events']} validation events "
-                f"(`{tr['kappa_calibration']['events']}`; `astroreco tpc calibrate`)"]
-               if tr.get("kappa_calibration") else []), "",
+             *_calibration_lines(net, tr.get("kappa_calibration")), "",
              "## Training", "",
              f"- data: `{tr['events']}`: {tr['n_train']} training and {tr['n_val']} "
              f"validation events ({_simulation_label(sim)})",
