@@ -219,15 +219,15 @@ def arrows(out, epochs, n_train, n_val, n_test, backend, seed, quiet):
 @click.option("--n-events", type=int, default=None, help="Use the first N events.")
 @click.option("--energy-bins", type=click.IntRange(min=1), default=3, show_default=True,
               help="Bins of measured energy, each with its own kappa map.")
-@click.option("--scale-only", is_flag=True,
-              help="kappa x s per bin (temperature scaling) instead of s x kappa^b.")
+@click.option("--no-features", is_flag=True,
+              help="kappa -> s kappa^b per energy bin only, without the voxel density.")
 @device_option()
 @quiet_option()
-def calibrate(model_dir, events, n_events, energy_bins, scale_only, device, quiet):
-    """Fit the kappa map of MODEL_DIR on validation EVENTS (kappa -> s kappa^b per bin of
-    measured energy) and store it in the model's config.json."""
-    from astroreco.detectors.tpc.neural import calibrate_kappa
+def calibrate(model_dir, events, n_events, energy_bins, no_features, device, quiet):
+    """Fit the kappa map of MODEL_DIR on validation EVENTS (per bin of measured energy, with
+    the voxel density as a measure of diffusion) and store it in the model's config.json."""
+    from astroreco.detectors.tpc.neural import CALIBRATION_FEATURES, calibrate_kappa
 
-    click.echo(json.dumps(calibrate_kappa(model_dir, events, n_events=n_events, device=device,
-                                          energy_bins=energy_bins, power=not scale_only,
-                                          progress=not quiet)))
+    click.echo(json.dumps(calibrate_kappa(
+        model_dir, events, n_events=n_events, device=device, energy_bins=energy_bins,
+        features=() if no_features else CALIBRATION_FEATURES, progress=not quiet)))

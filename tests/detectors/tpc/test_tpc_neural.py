@@ -133,7 +133,7 @@ def test_model_dir_errors(tmp_path):
 
 
 def test_calibrate_kappa_stores_a_map_that_is_applied(events, tmp_path):
-    from astroreco.detectors.tpc.neural import calibrate_kappa, measured_energy_kev
+    from astroreco.detectors.tpc.neural import calibrate_kappa, calibration_features
 
     cfg = TpcNetConfig(architecture="hcn", backend="torch", **SMALL)
     config = TrainConfig(max_epochs=1, batch_size=8, patience=2, progress=False, threads=1,
@@ -144,38 +144,64 @@ def test_calibrate_kappa_stores_a_map_that_is_applied(events, tmp_path):
     before = NeuralReconstructor(model_dir).reconstruct(offsets, coords, values)["kappa"]
     with pytest.raises(InputError, match="energy bin"):
         calibrate_kappa(model_dir, events, n_events=24, energy_bins=2, progress=False)
+    with pytest.raises(InputError, match="unknown"):
+        calibrate_kappa(model_dir, events, n_events=24, features=["drift"], progress=False)
     r = calibrate_kappa(model_dir, events, n_events=24, energy_bins=1, min_events=10,
                         progress=False)
     cal = r["kappa_calibration"]
     assert r["n_events"] == 24 and r["events_per_bin"] == [24]
-    assert cal["energy_edges_kev"] == [] and len(cal["power"]) == 1
+    assert cal["energy_edges_kev"] == [] and cal["features"] == ["voxels_per_kev"]
+    assert len(cal["coef"]) == 1 and len(cal["coef"][0]) == 4
     stored = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert stored["network"]["kappa_calibration"] == cal
     after = NeuralReconstructor(model_dir).reconstruct(offsets, coords, values)["kappa"]
-    a, b = cal["log_scale"][0], cal["power"][0]
-    assert np.allclose(after, np.exp(a) * before ** b, rtol=1e-5)
+    z = (calibration_features(offsets, values)["voxels_per_kev"]
+         - cal["feature_mean"][0][0]) / cal["feature_std"][0][0]
+    c = cal["coef"][0]
+    assert 0.1 <= c[1] <= 3.0 and abs(c[2]) <= 2.0 and abs(c[3]) <= 2.0  # bounded fit
+    expected = np.exp(c[0] + c[1] * np.log(before) + z * (c[2] + c[3] * np.log(before)))
+    assert np.allclose(after, np.maximum(expected, cfg.kappa_min), rtol=1e-4)
     # a second calibration fits the network's own kappa again, not the calibrated one
     again = calibrate_kappa(model_dir, events, n_events=24, energy_bins=1, min_events=10,
                             progress=False)
-    assert again["kappa_calibration"]["log_scale"][0] == pytest.approx(a, abs=1e-3)
-    assert "s kappa^b" in model_card_of(tmp_path / "run" / "model")
+    assert np.allclose(again["kappa_calibration"]["coef"][0], c, atol=1e-3)
+    assert "per bin of measured energy" in model_card_of(tmp_path / "run" / "model")
+    # without features: kappa -> s kappa^b
+    plain = calibrate_kappa(model_dir, events, n_events=24, energy_bins=1, min_events=10,
+                            features=(), progress=False)["kappa_calibration"]
+    assert plain["features"] == [] and len(plain["coef"][0]) == 2
     # the events' measured energy: their charge x W, 40 keV here
-    assert np.allclose(measured_energy_kev(offsets, values), 40.0, rtol=0.05)
+    assert np.allclose(calibration_features(offsets, values)["energy_kev"], 40.0, rtol=0.05)
 
 
 def test_kappa_calibration_is_applied_per_energy_bin():
     from astroreco.detectors.tpc.neural import apply_kappa_calibration
 
-    cal = {"energy_edges_kev": [42.5, 47.5], "log_scale": [0.0, np.log(2.0), 0.0],
-           "power": [1.0, 1.0, 0.5]}
+    cal = {"energy_edges_kev": [42.5, 47.5], "coef": [[0.0, 1.0], [np.log(2.0), 1.0],
+                                                        [0.0, 0.5]]}
     k = np.array([10.0, 10.0, 16.0, 16.0])
-    out = apply_kappa_calibration(k, np.array([40.0, 45.0, 50.0, 47.5]), cal)
+    measured = {"energy_kev": np.array([40.0, 45.0, 50.0, 47.5])}
+    out = apply_kappa_calibration(k, measured, TpcNetConfig(kappa_calibration=cal)
+                                  .kappa_calibration)
     assert np.allclose(out, [10.0, 20.0, 4.0, 4.0])
-    assert np.allclose(apply_kappa_calibration(k, np.zeros(4), None, 1.5), 1.5 * k)
-    for bad in ({"energy_edges_kev": [45.0], "log_scale": [0.0], "power": [1.0]},
-                {"energy_edges_kev": [], "log_scale": [0.0], "power": [0.0]},
-                {"energy_edges_kev": [47.0, 45.0], "log_scale": [0, 0, 0], "power": [1, 1, 1]},
-                {"log_scale": [0.0], "power": [1.0]}):
+    assert np.allclose(apply_kappa_calibration(k, measured, None, 1.5), 1.5 * k)
+    # a feature term: kappa x e^(z c) for standardised z
+    cal = {"energy_edges_kev": [], "features": ["voxels_per_kev"], "feature_mean": [[10.0]],
+           "feature_std": [[2.0]], "coef": [[0.0, 1.0, np.log(3.0), 0.0]]}
+    cfg = TpcNetConfig(kappa_calibration=cal)
+    out = apply_kappa_calibration(k, {"energy_kev": np.full(4, 40.0),
+                                      "voxels_per_kev": np.array([10.0, 12.0, 8.0, 10.0])},
+                                  cfg.kappa_calibration)
+    assert np.allclose(out, [10.0, 30.0, 16.0 / 3.0, 16.0])
+    for bad in ({"energy_edges_kev": [45.0], "coef": [[0.0, 1.0]]},
+                {"energy_edges_kev": [], "coef": [[0.0]]},
+                {"energy_edges_kev": [47.0, 45.0], "coef": [[0, 1], [0, 1], [0, 1]]},
+                {"energy_edges_kev": [], "coef": [[0, 1, 0, 0]], "features": ["drift"],
+                 "feature_mean": [[0]], "feature_std": [[1]]},
+                {"energy_edges_kev": [], "coef": [[0, 1, 0, 0]],
+                 "features": ["voxels_per_kev"], "feature_mean": [[0]],
+                 "feature_std": [[0]]},
+                {"coef": [[0.0, 1.0]]}):
         with pytest.raises(InputError, match="kappa_calibration"):
             TpcNetConfig(kappa_calibration=bad)
 
@@ -214,6 +240,22 @@ def test_vmf_kappa_power_map_recovers_a_known_distortion():
     assert a == pytest.approx(-np.log(0.5) / 1.5, abs=0.1)
     a, b = vmf_kappa_power_map(angle, 2 * k, power=False)
     assert b == 1.0 and np.exp(a) == pytest.approx(0.5, rel=0.03)
+
+
+def test_vmf_kappa_feature_map_recovers_a_feature_dependent_distortion():
+    from astroreco.stats.calibration import apply_kappa_feature_map, vmf_kappa_feature_map
+
+    rng = np.random.default_rng(3)
+    k = np.exp(rng.uniform(np.log(3), np.log(80), 40000))
+    f = rng.normal(size=k.size)
+    true = np.exp(0.2 + 0.9 * np.log(k) + 0.3 * f - 0.1 * f * np.log(k))
+    coef = vmf_kappa_feature_map(_vmf_angles(true, rng), k, f)
+    assert np.allclose(coef, [0.2, 0.9, 0.3, -0.1], atol=0.05)
+    assert np.allclose(apply_kappa_feature_map(k, coef, f), true, rtol=0.1)
+    with pytest.raises(InputError, match="coefficients"):
+        apply_kappa_feature_map(k, coef)
+    with pytest.raises(InputError, match="finite"):
+        vmf_kappa_feature_map(_vmf_angles(true, rng), k, np.full(k.size, np.nan))
 
 
 def test_kappa_bin_edges_are_round_and_hold_every_event():

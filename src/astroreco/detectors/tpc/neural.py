@@ -58,22 +58,40 @@ CPU_LAYERS = (("subm", 16, 5), ("subm", 24, 3), ("conv", 32, 4, 2), ("pool", 2),
               ("conv", 32, 3, 2), ("conv", 16, 3, 1))
 
 
+#: per-event measured quantities a kappa calibration may depend on (see
+#: :func:`calibration_features`); voxels per keV tracks the diffusion: at a fixed energy it
+#: predicts the smearing of the seed's recoils to about 10 um
+CALIBRATION_FEATURES = ("voxels_per_kev",)
+
+
 def _check_kappa_calibration(cal) -> dict:
     try:
         edges = [float(e) for e in cal["energy_edges_kev"]]
-        a = [float(v) for v in cal["log_scale"]]
-        b = [float(v) for v in cal["power"]]
+        features = [str(f) for f in cal.get("features", [])]
+        coef = [[float(v) for v in row] for row in cal["coef"]]
+        mean = [[float(v) for v in row] for row in cal.get("feature_mean", [[]] * len(coef))]
+        std = [[float(v) for v in row] for row in cal.get("feature_std", [[]] * len(coef))]
     except (KeyError, TypeError, ValueError):
-        raise InputError("kappa_calibration: expected lists 'energy_edges_kev', 'log_scale' "
-                         "and 'power' of numbers") from None
-    if not a or len(a) != len(b) or len(edges) != len(a) - 1:
-        raise InputError(f"kappa_calibration: expected m log_scale and power values and m-1 "
-                         f"energy edges, got {len(a)}, {len(b)} and {len(edges)}")
-    if not all(np.isfinite(edges + a + b)) or any(v <= 0 for v in b) \
+        raise InputError("kappa_calibration: expected 'energy_edges_kev', 'coef' (one list "
+                         "per energy bin) and optionally 'features', 'feature_mean', "
+                         "'feature_std'") from None
+    unknown = sorted(set(features) - set(CALIBRATION_FEATURES))
+    if unknown:
+        raise InputError(f"kappa_calibration: unknown features {unknown}, expected some of "
+                         f"{list(CALIBRATION_FEATURES)}")
+    m, n_coef = len(coef), 2 + 2 * len(features)
+    if m == 0 or len(edges) != m - 1 or len(mean) != m or len(std) != m \
+            or any(len(row) != n_coef for row in coef) \
+            or any(len(row) != len(features) for row in mean + std):
+        raise InputError(f"kappa_calibration: expected per energy bin {n_coef} coefficients "
+                         f"and {len(features)} feature means and widths, and m-1 edges")
+    flat = edges + [v for row in coef + mean + std for v in row]
+    if not all(np.isfinite(flat)) or any(v <= 0 for row in std for v in row) \
             or any(e1 <= e0 for e0, e1 in zip(edges, edges[1:])):
-        raise InputError("kappa_calibration: expected finite values, power > 0 and increasing "
-                         "energy edges")
-    return {"energy_edges_kev": edges, "log_scale": a, "power": b}
+        raise InputError("kappa_calibration: expected finite values, feature widths > 0 and "
+                         "increasing energy edges")
+    return {"energy_edges_kev": edges, "features": features, "feature_mean": mean,
+            "feature_std": std, "coef": coef}
 
 
 def measured_energy_kev(offsets, values) -> np.ndarray:
@@ -87,16 +105,39 @@ def measured_energy_kev(offsets, values) -> np.ndarray:
     return charge * he_co2().w_ev * 1e-3
 
 
-def apply_kappa_calibration(kappa, energy_kev, cal: dict | None, scale: float = 1.0):
-    """``kappa`` after the energy-binned map of :class:`TpcNetConfig` ``.kappa_calibration``
-    and the plain ``scale``."""
+def calibration_features(offsets, values) -> dict:
+    """Measured per-event quantities of voxel events: ``energy_kev``
+    (:func:`measured_energy_kev`) and :data:`CALIBRATION_FEATURES`."""
+    energy = measured_energy_kev(offsets, values)
+    n_voxels = np.diff(np.asarray(offsets, np.int64))
+    return {"energy_kev": energy,
+            "voxels_per_kev": n_voxels / np.where(energy > 0, energy, 1.0)}
+
+
+def apply_kappa_calibration(kappa, measured: dict, cal: dict | None, scale: float = 1.0):
+    """``kappa`` after the calibration map of :class:`TpcNetConfig` ``.kappa_calibration``
+    (per bin of measured energy, :func:`~astroreco.stats.calibration.apply_kappa_feature_map`
+    with the bin's standardised features) and the plain ``scale``; ``measured`` as
+    :func:`calibration_features` returns it."""
+    from astroreco.stats.calibration import apply_kappa_feature_map
+
     kappa = np.asarray(kappa, np.float64)
     if cal is None:
         return kappa * scale
-    i = np.searchsorted(np.asarray(cal["energy_edges_kev"]), energy_kev, side="right")
-    a, b = np.asarray(cal["log_scale"])[i], np.asarray(cal["power"])[i]
-    with np.errstate(divide="ignore"):
-        return np.exp(a + b * np.log(kappa)) * scale
+    which = np.searchsorted(np.asarray(cal["energy_edges_kev"]), measured["energy_kev"],
+                            side="right")
+    out = np.empty_like(kappa)
+    for i, coef in enumerate(cal["coef"]):
+        sel = which == i
+        if not sel.any():
+            continue
+        f = None
+        if cal["features"]:
+            f = np.stack([(np.asarray(measured[name], np.float64)[sel] - mu) / sd
+                          for name, mu, sd in zip(cal["features"], cal["feature_mean"][i],
+                                                  cal["feature_std"][i])], 1)
+        out[sel] = apply_kappa_feature_map(kappa[sel], coef, f)
+    return out * scale
 
 
 @dataclass
@@ -129,9 +170,12 @@ class TpcNetConfig:
     kappa_calibration : dict, optional
         Map of the predicted ``kappa`` per bin of measured energy (total charge x W), fitted
         on validation events after training (:func:`calibrate_kappa`):
-        ``{"energy_edges_kev": [e_1, ..., e_{m-1}], "log_scale": [a_1..a_m],
-        "power": [b_1..b_m]}`` and ``kappa -> exp(a_i) kappa**b_i`` in energy bin ``i``
-        (below ``e_1`` the first, above ``e_{m-1}`` the last).  None: ``kappa_scale`` only.
+        ``{"energy_edges_kev": [e_1, ..., e_{m-1}], "features": [...], "feature_mean":
+        [[...] per bin], "feature_std": [[...] per bin], "coef": [[c_0, c_1, ...] per
+        bin]}``; in energy bin ``i`` (below ``e_1`` the first, above ``e_{m-1}`` the last)
+        ``log kappa -> c_0 + c_1 log kappa + sum_j z_j (c_2j+2 + c_2j+3 log kappa)`` with the
+        standardised features ``z_j`` (:data:`CALIBRATION_FEATURES`).  None:
+        ``kappa_scale`` only.
     """
 
     architecture: str = "hcn"
@@ -423,28 +467,31 @@ class NeuralReconstructor:
         else:
             kappa = np.full(n, np.nan)
         out = {"dir_x": direction[:, 0], "dir_y": direction[:, 1], "dir_z": direction[:, 2],
-               "kappa": apply_kappa_calibration(
-                   kappa, measured_energy_kev(offsets, values),
+               "kappa": np.maximum(apply_kappa_calibration(
+                   kappa, calibration_features(offsets, values),
                    self.config.kappa_calibration, self.config.kappa_scale),
+                   self.config.kappa_min),
                "n_voxels": np.diff(offsets),
                "status": np.zeros(n, np.uint8)}
         return {name: np.asarray(out[name]).astype(dtype) for name, dtype, *_ in OUTPUT_FIELDS}
 
 
 def calibrate_kappa(model_dir, events, *, n_events: int | None = None, device: str = "cpu",
-                    energy_bins: int = 3, power: bool = True, min_events: int = 500,
-                    progress: bool = True) -> dict:
+                    energy_bins: int = 3, features=CALIBRATION_FEATURES,
+                    min_events: int = 500, progress: bool = True) -> dict:
     """Fit the model's ``kappa`` map on validation ``events`` and store it in
     ``model_dir/config.json`` (rewritten atomically) as ``kappa_calibration``.
 
     The events are split into ``energy_bins`` equal-width bins of measured energy (between
-    its 1st and 99th percentiles); in each, ``kappa -> exp(a) kappa**b`` is fitted by
-    maximum likelihood (:func:`~astroreco.stats.calibration.vmf_kappa_power_map`;
-    ``power=False``: ``b = 1``, temperature scaling).  A network whose ``kappa`` misses how
-    the difficulty changes with energy (at the edge of its training energies, say) is
-    corrected per bin.  The model's own inference settings (symmetries averaged) are used;
-    the map replaces any earlier one.  Returns the map, the number of events per bin and the
-    mean cosine distance of the events.
+    its 1st and 99th percentiles); in each, ``log kappa -> c_0 + c_1 log kappa + sum_j z_j
+    (c_2j+2 + c_2j+3 log kappa)`` is fitted by maximum likelihood
+    (:func:`~astroreco.stats.calibration.vmf_kappa_feature_map`) with the bin's
+    standardised ``features`` ``z_j`` (none: ``kappa -> s kappa^b``).  A network whose
+    ``kappa`` misses how the difficulty changes with energy or diffusion (the CPU network
+    sees 1 mm voxels, coarser than the smearing it should read) is corrected by measured
+    quantities.  The model's own inference settings (symmetries averaged) are used; the map
+    replaces any earlier one.  Returns the map, the number of events per bin and the mean
+    cosine distance of the events.
     """
     import json
     from pathlib import Path
@@ -452,11 +499,16 @@ def calibrate_kappa(model_dir, events, *, n_events: int | None = None, device: s
     from astroreco.detectors.tpc.pipeline import EVENT_SCHEMA, read_voxels
     from astroreco.io.store import EventFile
     from astroreco.progress import progress_bar
-    from astroreco.stats.calibration import vmf_kappa_power_map
+    from astroreco.stats.calibration import vmf_kappa_feature_map
     from astroreco.stats.directional import cosine_distance
 
     if isinstance(energy_bins, bool) or int(energy_bins) != energy_bins or energy_bins < 1:
         raise InputError(f"energy_bins: expected an integer >= 1, got {energy_bins!r}")
+    features = [str(f) for f in features]
+    unknown = sorted(set(features) - set(CALIBRATION_FEATURES))
+    if unknown:
+        raise InputError(f"features: unknown {unknown}, expected some of "
+                         f"{list(CALIBRATION_FEATURES)}")
     net = NeuralReconstructor(model_dir, device=device)
     if net.config.architecture == "rcn":
         raise InputError(f"{model_dir}: an RCN predicts no kappa to calibrate")
@@ -466,17 +518,18 @@ def calibrate_kappa(model_dir, events, *, n_events: int | None = None, device: s
         n = ef.n_events if n_events is None else min(int(n_events), ef.n_events)
         t = ef.truth(["dir_x", "dir_y", "dir_z"], 0, n)
     truth = np.stack([t["dir_x"], t["dir_y"], t["dir_z"]], 1)
-    parts, energy = [], []
+    parts, measured = [], []
     with progress_bar(f"calibrating kappa on {n} events", total=n, enabled=progress) as bar:
         for s in range(0, n, 2000):
             e = min(n, s + 2000)
             offsets, coords, values = read_voxels(events, s, e)
             parts.append(net.reconstruct(offsets, coords, values))
-            energy.append(measured_energy_kev(offsets, values))
+            measured.append(calibration_features(offsets, values))
             bar.advance(e - s)
     d = np.concatenate([np.stack([p["dir_x"], p["dir_y"], p["dir_z"]], 1) for p in parts])
     kappa = np.concatenate([p["kappa"] for p in parts]).astype(np.float64)
-    energy = np.concatenate(energy)
+    measured = {k: np.concatenate([m[k] for m in measured]) for k in measured[0]}
+    energy = measured["energy_kev"]
     cd = cosine_distance(d, truth)
     angle = np.arccos(np.clip(1.0 - cd, -1.0, 1.0))
     lo, hi = np.quantile(energy, [0.01, 0.99])
@@ -487,17 +540,26 @@ def calibrate_kappa(model_dir, events, *, n_events: int | None = None, device: s
         raise InputError(f"{events}: {counts.min()} events in an energy bin of the kappa "
                          f"calibration, expected >= {min_events} (more events or fewer "
                          f"--energy-bins)")
-    fits = [vmf_kappa_power_map(angle[which == i], kappa[which == i], power=power)
-            for i in range(len(edges) + 1)]
-    cal = {"energy_edges_kev": [float(e) for e in edges],
-           "log_scale": [f[0] for f in fits], "power": [f[1] for f in fits]}
+    coef, mean, std = [], [], []
+    for i in range(len(edges) + 1):
+        sel = which == i
+        f = np.stack([measured[name][sel] for name in features], 1) if features else None
+        mu = f.mean(0) if features else np.zeros(0)
+        sd = f.std(0) if features else np.zeros(0)
+        sd = np.where(sd > 0, sd, 1.0)
+        coef.append(vmf_kappa_feature_map(angle[sel], kappa[sel],
+                                          (f - mu) / sd if features else None))
+        mean.append([float(v) for v in mu])
+        std.append([float(v) for v in sd])
+    cal = {"energy_edges_kev": [float(e) for e in edges], "features": features,
+           "feature_mean": mean, "feature_std": std, "coef": coef}
     path = Path(model_dir) / "config.json"
     config = json.loads(path.read_text())
     config["network"]["kappa_calibration"] = cal
     config["network"]["kappa_scale"] = 1.0
     config.setdefault("training", {})["kappa_calibration"] = {
         "events": str(events), "n_events": int(n), "tta": net.config.tta,
-        "events_per_bin": [int(c) for c in counts], **cal}
+        "events_per_bin": [int(c) for c in counts]}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(config, indent=2) + "\n")
     tmp.replace(path)

@@ -151,13 +151,19 @@ def _calibration_lines(net: dict, fit: dict | None) -> list[str]:
     if not cal:
         return [f"- kappa x {net['kappa_scale']:.3f}, {where}"]
     edges = [-math.inf, *cal["energy_edges_kev"], math.inf]
-    lines = [f"- kappa -> s kappa^b per bin of measured energy (total charge x W), {where}:",
-             "", "| measured energy (keV) | s | b |", "|---|---|---|"]
-    for i, (a, b) in enumerate(zip(cal["log_scale"], cal["power"])):
+    feats = cal["features"]
+    terms = "".join(f" + z_{f} (c + d log kappa)" for f in feats)
+    lines = [f"- log kappa -> a + b log kappa{terms} per bin of measured energy (total "
+             f"charge x W; z: the feature standardised in the bin), {where}:", "",
+             "| measured energy (keV) | coefficients (a, b" + ", c, d" * len(feats) + ") |",
+             "|---|---|"]
+    for i, coef in enumerate(cal["coef"]):
         lo = "" if i == 0 else f"{edges[i]:.1f}"
         hi = "" if i == len(edges) - 2 else f"{edges[i + 1]:.1f}"
         span = f"< {hi}" if not lo else (f">= {lo}" if not hi else f"{lo}-{hi}")
-        lines.append(f"| {span} | {math.exp(a):.3f} | {b:.3f} |")
+        if not lo and not hi:
+            span = "all"
+        lines.append(f"| {span} | {', '.join(f'{c:.3f}' for c in coef)} |")
     return lines + [""]
 
 
