@@ -1,6 +1,12 @@
-"""Directional gas TPC (seed 001): electron recoils as sparse 3D voxels -> initial direction.
+"""Directional gas TPC (seed 001): electron recoils as sparse 3D voxels -> initial direction
+with a von Mises-Fisher uncertainty.
 
-Built so far: the recoil simulator (:mod:`astroreco.detectors.tpc.simulate`).  The event
-store schema, the classical references (Non-ML, Best-Expected), the sparse networks and the
-evaluation follow in the TPC issue.
+Modules: :mod:`~astroreco.detectors.tpc.simulate` (recoil transport, smearing, voxels),
+:mod:`~astroreco.detectors.tpc.pipeline` (event files, the reconstruct verb),
+:mod:`~astroreco.detectors.tpc.nonml` and :mod:`~astroreco.detectors.tpc.best_expected`
+(the classical references), :mod:`~astroreco.detectors.tpc.neural` and
+:mod:`~astroreco.detectors.tpc.train` (the sparse networks and their kappa calibration),
+:mod:`~astroreco.detectors.tpc.evaluate` and :mod:`~astroreco.detectors.tpc.plots` (the
+seed's Figures 5 and 6), :mod:`~astroreco.detectors.tpc.arrows` and
+:mod:`~astroreco.detectors.tpc.tutorial` (the 3D-arrows tutorial).
 """
