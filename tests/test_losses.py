@@ -480,3 +480,23 @@ def test_paper_log_c3_fails_where_the_stable_form_does_not():
     assert jump > 1e-3 and smooth < 1e-5
     with pytest.raises(InputError, match="log_c3 'taylor'"):
         VonMisesFisherLoss(log_c3="taylor")
+
+
+def test_resolution_weighted_mse_is_the_seeds_loss():
+    from astroreco.losses import ResolutionWeightedMSELoss
+
+    pred = torch.tensor([[1.0, 2.0], [0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[0.0, 0.0, 1.0, 2.0], [3.0, 4.0, 3.0, 2.0]], dtype=torch.float64)
+    loss = ResolutionWeightedMSELoss(reduction="none")(pred, target)
+    assert loss.tolist() == pytest.approx([1.0 + 1.0, 1.0 + 4.0])
+    loss.sum().backward()
+    assert torch.isfinite(pred.grad).all()
+    # a vanishing resolution stays finite (floored), a huge one gives a vanishing loss
+    for sigma in (0.0, 1e-30, 1e30):
+        t = torch.tensor([[0.5, sigma]], dtype=torch.float32)
+        p = torch.tensor([[0.0]], requires_grad=True)
+        value = ResolutionWeightedMSELoss()(p, t)
+        value.backward()
+        assert torch.isfinite(value) and torch.isfinite(p.grad).all()
+    with pytest.raises(InputError, match="values then resolutions"):
+        ResolutionWeightedMSELoss()(torch.zeros(3, 2), torch.zeros(3, 2))

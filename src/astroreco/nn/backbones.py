@@ -22,7 +22,8 @@ from torch import nn
 from astroreco.errors import InputError
 from astroreco.nn.hexconv import HexConv2d
 
-__all__ = ["BasicBlock", "CompactConvNet", "ResNet", "VGGMultiHead", "conv_block",
+__all__ = ["BasicBlock", "CompactConvNet", "ResNet", "SmallImageResNet", "VGGMultiHead",
+           "conv_block",
            "load_torchvision_weights", "resnet18", "resnet34", "vgg16_multihead",
            "vgg_multihead_cpu"]
 
@@ -248,6 +249,63 @@ class ResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class SmallImageResNet(nn.Module):
+    """The ResNet-18 layout for small, non-square images (e.g. 18 x 72 calorimeter cells).
+
+    A 3x3 stem at full resolution (no stride, no max-pool: the image is already coarse),
+    then four stages of two :class:`BasicBlock` s with strides ``strides`` and widths
+    ``width x (1, 2, 4, 8)``: 17 convolutions, as ResNet-18 (``width=64`` is its size).
+    The last feature map is flattened (``pool="flatten"``: keeps where things are, which a
+    position regression needs) or averaged (``pool="avg"``), then one dense layer with ReLU
+    gives ``n_features``.
+
+    Shapes: ``(N, in_channels, H, W) -> (N, n_features)``.
+    """
+
+    def __init__(self, in_channels: int, image_shape, *, width: int = 16,
+                 strides=(1, 2, 2, 2), pool: str = "flatten", n_features: int = 256) -> None:
+        super().__init__()
+        h, w = (int(v) for v in image_shape)
+        if h < 1 or w < 1 or width < 1 or len(strides) != 4:
+            raise InputError(f"SmallImageResNet: expected a positive image shape and width "
+                             f"and 4 strides, got {image_shape}, {width}, {tuple(strides)}")
+        if pool not in ("flatten", "avg"):
+            raise InputError(f"SmallImageResNet: pool {pool!r}, expected 'flatten' or 'avg'")
+        self.in_channels, self.image_shape = int(in_channels), (h, w)
+        self.n_features = int(n_features)
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False),  # (N, width, H, W)
+            nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.inplanes = width
+        stages = []
+        for i, stride in enumerate(strides):
+            planes = width * 2 ** i
+            down = None
+            if stride != 1 or self.inplanes != planes:
+                down = nn.Sequential(nn.Conv2d(self.inplanes, planes, 1, stride=stride,
+                                               bias=False), nn.BatchNorm2d(planes))
+            stages += [BasicBlock(self.inplanes, planes, stride, down),
+                       BasicBlock(planes, planes)]
+            self.inplanes = planes
+            h, w = (h - 1) // stride + 1, (w - 1) // stride + 1  # conv 3x3, padding 1
+        self.stages = nn.Sequential(*stages)  # (N, 8 width, h, w)
+        flat = self.inplanes * (h * w if pool == "flatten" else 1)
+        self.pool = nn.Flatten() if pool == "flatten" else nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (N, flat)
+        self.fc = nn.Sequential(nn.Linear(flat, self.n_features), nn.ReLU(inplace=True))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in_channels, H, W) -> (N, n_features)``."""
+        if x.dim() != 4 or tuple(x.shape[1:]) != (self.in_channels, *self.image_shape):
+            raise InputError(f"SmallImageResNet: expected input (N, {self.in_channels}, "
+                             f"{self.image_shape[0]}, {self.image_shape[1]}), got "
+                             f"{tuple(x.shape)}")
+        return self.fc(self.pool(self.stages(self.stem(x))))
 
 
 def resnet18(num_outputs: int = 1000, in_channels: int = 3) -> ResNet:

@@ -26,18 +26,26 @@ class MultiTaskNet(nn.Module):
     feed : dict of str -> list of str, optional
         ``{"angle": ["impact"]}`` appends the (detached) first output of the ``impact``
         head to the features the ``angle`` head sees; its ``in_features`` must include them.
+    scalar_keys : list of str, optional
+        Batch entries ``(N,)`` or ``(N, k)`` appended to the backbone features before every
+        head (e.g. a measured total energy); the heads' ``in_features`` must include them.
     """
 
     def __init__(self, backbone: nn.Module, heads: dict, *, input_key: str = "image",
-                 feed: dict | None = None):
+                 feed: dict | None = None, scalar_keys=()):
         super().__init__()
         self.backbone = backbone
         self.heads = nn.ModuleDict(heads)
         self.input_key = input_key
         self.feed = dict(feed or {})
+        self.scalar_keys = tuple(scalar_keys)
 
     def forward(self, batch: dict) -> dict:
         features = self.backbone(batch[self.input_key])  # (N, F)
+        if self.scalar_keys:
+            extra = [batch[k].reshape(len(features), -1).to(features.dtype)
+                     for k in self.scalar_keys]
+            features = torch.cat([features, *extra], dim=1)  # (N, F + k)
         outputs = {}
         for name, head in self.heads.items():
             x = features

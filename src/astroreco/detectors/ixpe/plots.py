@@ -17,15 +17,10 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
 from astroreco.detectors.ixpe.geometry import IXPE_GRID  # noqa: E402
+from astroreco.report.figures import save_figure  # noqa: E402
 
 
-def _save(fig, path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+_save = save_figure
 
 
 def modulation_curves(fits: dict, path, title="") -> Path:

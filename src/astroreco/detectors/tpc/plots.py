@@ -2,7 +2,7 @@
 (calibration of the predicted von Mises-Fisher concentration).
 
 PNGs are written atomically (temporary file beside the target, then renamed) with
-:func:`astroreco.io.store.atomic_path`.
+:func:`astroreco.report.figures.save_figure`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from astroreco.errors import InputError  # noqa: E402
-from astroreco.io.store import atomic_path  # noqa: E402
 from astroreco.stats.calibration import vmf_expected_angle  # noqa: E402
+from astroreco.report.figures import save_figure  # noqa: E402
 
 #: marker and colour of the seed's methods (its Figure 5); other labels cycle through C2...
 _POINT_STYLES = {"RCN": ("D", "red"), "Non-ML": ("o", "orange"),
@@ -30,15 +30,7 @@ _ROW_KEYS = ("kappa_lo", "kappa_hi", "kappa_centre", "mean_angle", "mean_angle_e
              "kappa_fit", "kappa_fit_err", "enough")
 
 
-def _save(fig, path) -> Path:
-    """Write ``fig`` as a PNG to ``path`` atomically and close it."""
-    path = Path(path)
-    try:
-        with atomic_path(path, overwrite=True) as tmp:
-            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
+_save = save_figure
 
 
 def _finite(x, name) -> np.ndarray:
