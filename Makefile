@@ -36,6 +36,8 @@ bench: setup
 	$(PY) benchmarks/ixpe_nn.py --out benchmarks/results
 	$(PY) benchmarks/sparse3d.py --out benchmarks/results
 	$(PY) benchmarks/tpc.py --out benchmarks/results
+	$(PY) benchmarks/ecal_sim.py --out benchmarks/results
+	$(PY) benchmarks/ecal.py --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) benchmarks/results .pytest_cache

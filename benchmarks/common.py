@@ -53,3 +53,12 @@ def _fmt(v):
     if isinstance(v, float):
         return f"{v:.4g}"
     return "" if v is None else str(v)
+
+
+def model_card_inputs(model_dir):
+    """``(config, history)`` of a model directory, for rewriting its card."""
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    history_file = model_dir / "history.json"
+    history = json.loads(history_file.read_text()) if history_file.exists() else []
+    return config, history

@@ -153,15 +153,13 @@ def card_section(sets, target_rows) -> str:
 
 def write_card(model_dir, sets, target_rows, args):
     """Rewrite ``card.md`` of ``model_dir`` with the measured section (atomically)."""
-    from common import machine
+    from common import machine, model_card_inputs
 
     from astroreco.detectors.tpc import train as tpc_train
 
     m = machine()
     model_dir = Path(model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
-    history_file = model_dir / "history.json"
-    history = json.loads(history_file.read_text()) if history_file.exists() else []
+    config, history = model_card_inputs(model_dir)
     cmd = (f"python benchmarks/tpc.py --model {args.model or 'models/tpc'} --n-events "
            f"{args.n_events} --n-tune {args.n_tune}")
     measured = (card_section(sets, target_rows) + f"\n\nMeasured with `{cmd}` on "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -500,3 +502,19 @@ def test_resolution_weighted_mse_is_the_seeds_loss():
         assert torch.isfinite(value) and torch.isfinite(p.grad).all()
     with pytest.raises(InputError, match="values then resolutions"):
         ResolutionWeightedMSELoss()(torch.zeros(3, 2), torch.zeros(3, 2))
+
+
+def test_beta_nll_keeps_the_minimum_and_weights_by_the_variance():
+    mean = torch.tensor([[0.0, 0.0]], requires_grad=True)
+    target = torch.tensor([[1.0, 2.0]])
+    for log_var_value in (-3.0, 0.0, 3.0):
+        log_var = torch.full((1, 2), log_var_value, requires_grad=True)
+        plain = GaussianNLLLoss(reduction="none")((mean, log_var), target)
+        beta = GaussianNLLLoss(beta=0.5, reduction="none")((mean, log_var), target)
+        assert beta.item() == pytest.approx(plain.item() * math.exp(0.5 * log_var_value))
+    # the variance gradient still vanishes where the variance equals the squared residual
+    log_var = torch.log(target ** 2).clone().requires_grad_(True)
+    GaussianNLLLoss(beta=1.0)((mean, log_var), target).backward()
+    assert torch.allclose(log_var.grad, torch.zeros(1, 2), atol=1e-6)
+    with pytest.raises(InputError, match="beta"):
+        GaussianNLLLoss(beta=2.0)

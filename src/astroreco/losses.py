@@ -360,7 +360,10 @@ class GaussianNLLLoss(Loss):
         l = \\frac12 \\sum_{d=1}^{D} \\left[\\log\\sigma_d^2
             + (x_d - m_d)^2 e^{-\\log\\sigma_d^2} + \\log 2\\pi\\right]
 
-    ``log_var`` is clamped to ``[-LOG_VAR_LIMIT, LOG_VAR_LIMIT] = [-30, 30]`` inside the
+    ``beta > 0`` weights each term by the detached ``sigma^(2 beta)`` (beta-NLL; 0.5 is the
+    usual choice): the minimum is unchanged, but the mean keeps learning where the
+    variance is large.  ``log_var`` is clamped to ``[-LOG_VAR_LIMIT, LOG_VAR_LIMIT] =
+    [-30, 30]`` inside the
     loss so that ``exp(-log_var)`` stays finite in float32; beyond these ends the loss is
     flat in ``log_var`` (zero gradient).  :class:`astroreco.nn.heads.GaussianHead` keeps
     ``log_var`` well inside, in ``(-12, 6)`` by default.
@@ -370,10 +373,24 @@ class GaussianNLLLoss(Loss):
     parts = ("mean", "log_var")
     shapes = {"mean": ("N", "D"), "log_var": ("N", "D"), "target": ("N", "D")}
 
+    def __init__(self, beta: float = 0.0, reduction: str = "mean"):
+        super().__init__(reduction)
+        if not 0.0 <= float(beta) <= 1.0:
+            raise InputError(f"beta: expected a value in [0, 1], got {beta}")
+        self.beta = float(beta)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, " + super().extra_repr()
+
     def per_event(self, prediction, target):
         mean, log_var = prediction
         log_var = log_var.clamp(-self.LOG_VAR_LIMIT, self.LOG_VAR_LIMIT)
         terms = log_var + (target - mean) ** 2 * torch.exp(-log_var) + _LOG_2PI
+        if self.beta:
+            # beta-NLL (Seitzer et al. 2022, "On the pitfalls of heteroscedastic uncertainty
+            # estimation"): each term weighted by the detached variance^beta, so that a
+            # large predicted variance cannot stall the learning of the mean
+            terms = terms * torch.exp(self.beta * log_var).detach()
         return 0.5 * terms.sum(dim=-1)
 
 

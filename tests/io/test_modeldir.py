@@ -230,3 +230,34 @@ def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
 def test_written_directory_is_readable_by_others(saved):
     path, _ = saved
     assert os.stat(path).st_mode & 0o755 == 0o755
+
+
+def test_load_network_builds_loads_and_reports_bad_entries(tmp_path):
+    from dataclasses import dataclass
+
+    from astroreco.io.modeldir import load_network
+
+    @dataclass
+    class Cfg:
+        hidden: int = 6
+
+    net = _net()
+    good = save_model_dir(tmp_path / "good", net.state_dict(),
+                          {"detector": "tpc", "network": {"hidden": 6}}, CARD)
+    cfg, model = load_network(good, "tpc", Cfg, lambda c: _net(c.hidden))
+    assert cfg.hidden == 6 and not model.training
+    x = torch.randn(4, 3)
+    assert torch.equal(model(x), net(x))
+    missing = save_model_dir(tmp_path / "missing", net.state_dict(), {"detector": "tpc"}, CARD)
+    with pytest.raises(InputError, match="no 'network' entry") as e:
+        load_network(missing, "tpc", Cfg, lambda c: _net(c.hidden))
+    _one_line(e)
+    odd = save_model_dir(tmp_path / "odd", net.state_dict(),
+                         {"detector": "tpc", "network": {"hidden": 6, "colour": 1}}, CARD)
+    with pytest.raises(InputError, match="not a tpc network configuration"):
+        load_network(odd, "tpc", Cfg, lambda c: _net(c.hidden))
+    # overrides replace entries; None leaves them
+    with pytest.raises(InputError, match="weights do not match|has shape"):
+        load_network(good, "tpc", Cfg, lambda c: _net(c.hidden), overrides={"hidden": 5})
+    assert load_network(good, "tpc", Cfg, lambda c: _net(c.hidden),
+                        overrides={"hidden": None})[0].hidden == 6

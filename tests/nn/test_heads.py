@@ -210,3 +210,14 @@ def test_branched_direction_kappa_head_is_valid_and_has_separate_branches(scale)
     # the two branches share no parameter
     ids = {id(p) for p in head.direction.parameters()}
     assert not ids & {id(p) for p in head.kappa.parameters()}
+
+
+def test_gaussian_head_starts_at_the_requested_log_variance():
+    from astroreco.nn.heads import GaussianHead
+
+    head = GaussianHead(5, 3, log_var_range=(-18.0, 4.0), init_log_var=0.0)
+    torch.nn.init.zeros_(head.linear.weight)
+    _, log_var = head(torch.randn(7, 5))
+    assert torch.allclose(log_var, torch.zeros(7, 3), atol=1e-5)
+    with pytest.raises(InputError, match="init_log_var"):
+        GaussianHead(5, 3, log_var_range=(-1.0, 1.0), init_log_var=2.0)

@@ -15,6 +15,7 @@ def run_demo(out_dir="demo_output", *, n_per_line=10_000, seed=0, progress=True)
 
     Returns a dict detector -> metrics.
     """
+    from astroreco.detectors.ecal import demo as ecal_demo
     from astroreco.detectors.ixpe import demo as ixpe_demo
     from astroreco.detectors.tpc import demo as tpc_demo
 
@@ -24,6 +25,8 @@ def run_demo(out_dir="demo_output", *, n_per_line=10_000, seed=0, progress=True)
                                     progress=progress)
     results["tpc"] = tpc_demo.run(out / "tpc", n_events=max(100, n_per_line // 20), seed=seed,
                                   progress=progress)
+    results["ecal"] = ecal_demo.run(out / "ecal", n_events=max(2000, 2 * n_per_line),
+                                    seed=seed, progress=progress)
     return results
 
 
@@ -52,4 +55,10 @@ def demo(out, n_per_line, seed, quiet):
         cd = r["cos_dist"]
         click.echo(f"  {'':12s} Non-ML {cd['nonml']:.3f}  HCN {cd['hcn']:.3f} (5% cut "
                    f"{r['hcn_cos_dist_cut_5pct']:.3f})  Best-Expected {cd['best_expected']:.3f}")
+    click.echo(f"ecal: {out}/ecal/summary.json, showers.png, evaluation_*/ (resolution, "
+               f"lower is better; network: {results['ecal']['network']})")
+    for r in results["ecal"]["rows"]:
+        click.echo(f"  {r['set']}: {r['n_stored']} showers in the fiducial volume")
+        for line in r["table"].splitlines()[2:]:
+            click.echo("    " + line)
     click.echo(f"demo finished in {time.time() - t0:.0f} s")

@@ -143,3 +143,25 @@ def load_state(module: torch.nn.Module, state: dict, path) -> None:
             raise InputError(f"{path}: weight {k} has shape {tuple(v.shape)}, the configured "
                              f"architecture expects {tuple(own[k].shape)}")
     module.load_state_dict(state)
+
+
+def load_network(model_dir, detector: str, make_config, build, *, device: str = "cpu",
+                 overrides: dict | None = None):
+    """``(config, model)`` of a model directory: ``make_config(**network)`` from its
+    ``config.json`` (with the non-None ``overrides`` applied), ``build(config)`` with the
+    weights loaded, on ``device``, in eval mode.  One-line errors for a missing or
+    mismatched network entry; no code is executed."""
+    state, config = load_model_dir(model_dir, detector=detector)
+    net = config.get("network")
+    if not isinstance(net, dict):
+        raise InputError(f"{model_dir}/config.json: no 'network' entry")
+    net = {**net, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    try:
+        cfg = make_config(**net)
+    except TypeError as exc:
+        raise InputError(f"{model_dir}/config.json: 'network' entry is not a {detector} "
+                         f"network configuration ({exc})") from None
+    model = build(cfg)
+    load_state(model, state, model_dir)
+    model.to(device).eval()
+    return cfg, model

@@ -199,6 +199,9 @@ class GaussianHead(_Head):
         ``D``.
     log_var_range : (float, float)
         ``(a, b)``, ``a < b``, natural log of the variance in target units squared.
+    init_log_var : float, optional
+        Where ``log_var`` starts (the bias of its half of the linear layer); the middle of
+        the range when None.
 
     Notes
     -----
@@ -210,7 +213,8 @@ class GaussianHead(_Head):
         ``(N, dim)``, in ``[a, b]`` (float rounding may reach the ends).
     """
 
-    def __init__(self, in_features, dim, log_var_range: tuple[float, float] = (-12.0, 6.0)):
+    def __init__(self, in_features, dim, log_var_range: tuple[float, float] = (-12.0, 6.0),
+                 init_log_var: float | None = None):
         super().__init__(in_features, 2 * _positive_int(dim, "dim"))
         lo, hi = (float(v) for v in log_var_range)
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
@@ -218,6 +222,16 @@ class GaussianHead(_Head):
                              f"got {tuple(log_var_range)}")
         self.dim = int(dim)
         self.log_var_range = (lo, hi)
+        if init_log_var is not None:
+            # start at the targets' own scale: from the middle of a wide range the first
+            # residuals look huge, the variance is pushed into the sigmoid's flat top and the
+            # mean stops learning
+            if not lo < float(init_log_var) < hi:
+                raise InputError(f"init_log_var {init_log_var}: expected inside "
+                                 f"log_var_range {self.log_var_range}")
+            frac = (float(init_log_var) - lo) / (hi - lo)
+            with torch.no_grad():
+                self.linear.bias[self.dim:] = math.log(frac / (1.0 - frac))
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, raw = self._raw(features).split(self.dim, dim=-1)

@@ -393,26 +393,12 @@ class NeuralReconstructor:
 
     def __init__(self, model_dir=None, *, device: str = "cpu", batch_size: int = 64,
                  tta: int | None = None, backend: str | None = None):
-        from astroreco.io.modeldir import load_model_dir, load_state
+        from astroreco.io.modeldir import load_network
 
         model_dir = default_model_dir() if model_dir is None else model_dir
-        state, config = load_model_dir(model_dir, detector="tpc")
-        try:
-            net = dict(config["network"])
-        except (KeyError, TypeError):
-            raise InputError(f"{model_dir}/config.json: no 'network' entry") from None
-        if tta is not None:
-            net["tta"] = tta
-        if backend is not None:
-            net["backend"] = backend
-        try:
-            self.config = TpcNetConfig(**net)
-        except TypeError as exc:
-            raise InputError(f"{model_dir}/config.json: 'network' entry is not a TPC "
-                             f"network configuration ({exc})") from None
-        self.model = build_model(self.config)
-        load_state(self.model, state, model_dir)
-        self.model.to(device).eval()
+        self.config, self.model = load_network(model_dir, "tpc", TpcNetConfig, build_model,
+                                               device=device,
+                                               overrides={"tta": tta, "backend": backend})
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.model_dir = str(model_dir)
