@@ -507,11 +507,18 @@ def test_resolution_weighted_mse_is_the_seeds_loss():
 def test_beta_nll_keeps_the_minimum_and_weights_by_the_variance():
     mean = torch.tensor([[0.0, 0.0]], requires_grad=True)
     target = torch.tensor([[1.0, 2.0]])
-    for log_var_value in (-3.0, 0.0, 3.0):
-        log_var = torch.full((1, 2), log_var_value, requires_grad=True)
-        plain = GaussianNLLLoss(reduction="none")((mean, log_var), target)
-        beta = GaussianNLLLoss(beta=0.5, reduction="none")((mean, log_var), target)
-        assert beta.item() == pytest.approx(plain.item() * math.exp(0.5 * log_var_value))
+    # two events, two outputs on very different scales: per output the weights are
+    # sigma^(2 beta) relative to the batch mean, so each output keeps an equal share
+    mean2 = torch.zeros(2, 2)
+    target2 = torch.tensor([[1.0, 1e-3], [2.0, 2e-3]])
+    log_var = torch.log(torch.tensor([[1.0, 1e-6], [4.0, 4e-6]]))
+    plain = GaussianNLLLoss(reduction="none")((mean2, log_var), target2)
+    beta = GaussianNLLLoss(beta=0.5, reduction="none")((mean2, log_var), target2)
+    per_term = 0.5 * (log_var + (target2 - mean2) ** 2 / log_var.exp() + math.log(2 * math.pi))
+    w = torch.tensor([[1.0, 1e-3], [2.0, 2e-3]])
+    w = w / w.mean(dim=0, keepdim=True)                  # [[2/3, 2/3], [4/3, 4/3]]
+    assert torch.allclose(beta, (per_term * w).sum(dim=1))
+    assert torch.allclose(plain, per_term.sum(dim=1))
     # the variance gradient still vanishes where the variance equals the squared residual
     log_var = torch.log(target ** 2).clone().requires_grad_(True)
     GaussianNLLLoss(beta=1.0)((mean, log_var), target).backward()

@@ -360,9 +360,10 @@ class GaussianNLLLoss(Loss):
         l = \\frac12 \\sum_{d=1}^{D} \\left[\\log\\sigma_d^2
             + (x_d - m_d)^2 e^{-\\log\\sigma_d^2} + \\log 2\\pi\\right]
 
-    ``beta > 0`` weights each term by the detached ``sigma^(2 beta)`` (beta-NLL; 0.5 is the
-    usual choice): the minimum is unchanged, but the mean keeps learning where the
-    variance is large.  ``log_var`` is clamped to ``[-LOG_VAR_LIMIT, LOG_VAR_LIMIT] =
+    ``beta > 0`` weights each term by the detached ``sigma^(2 beta)`` divided by its batch
+    mean per output (beta-NLL; 0.5 is the usual choice): the minimum is unchanged, but the
+    mean keeps learning where the variance is large, and an output with small variances
+    (a position in mm next to a slope) is not drowned by the others.  ``log_var`` is clamped to ``[-LOG_VAR_LIMIT, LOG_VAR_LIMIT] =
     [-30, 30]`` inside the
     loss so that ``exp(-log_var)`` stays finite in float32; beyond these ends the loss is
     flat in ``log_var`` (zero gradient).  :class:`astroreco.nn.heads.GaussianHead` keeps
@@ -389,8 +390,11 @@ class GaussianNLLLoss(Loss):
         if self.beta:
             # beta-NLL (Seitzer et al. 2022, "On the pitfalls of heteroscedastic uncertainty
             # estimation"): each term weighted by the detached variance^beta, so that a
-            # large predicted variance cannot stall the learning of the mean
-            terms = terms * torch.exp(self.beta * log_var).detach()
+            # large predicted variance cannot stall the learning of the mean; the weights
+            # are divided by their batch mean per output, so that outputs measured in
+            # different units keep equal shares of the loss
+            w = torch.exp(self.beta * log_var).detach()
+            terms = terms * (w / w.mean(dim=0, keepdim=True))
         return 0.5 * terms.sum(dim=-1)
 
 
