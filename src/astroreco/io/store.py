@@ -64,6 +64,17 @@ def columns(spec) -> tuple:
     return tuple(c if isinstance(c, Column) else Column(*c) for c in spec)
 
 
+def check_run_args(n_events, chunk_size, seed) -> None:
+    """One-line errors for the arguments every simulation run takes: ``n_events`` and
+    ``chunk_size`` positive integers, ``seed`` an integer >= 0."""
+    if isinstance(n_events, bool) or int(n_events) != n_events or n_events <= 0:
+        raise InputError(f"--n-events: expected a positive number, got {n_events}")
+    if chunk_size <= 0:
+        raise InputError(f"--chunk-size: expected a positive number, got {chunk_size}")
+    if int(seed) != seed or seed < 0:
+        raise InputError(f"--seed: expected >= 0, got {seed}")
+
+
 @contextmanager
 def atomic_path(path, overwrite=False):
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""

@@ -14,7 +14,8 @@ import numpy as np
 
 from astroreco.detectors.ecal.geometry import EcalGeometry
 from astroreco.errors import InputError
-from astroreco.io.store import Column, EventFile, EventSchema, EventWriter, columns
+from astroreco.io.store import (Column, EventFile, EventSchema, EventWriter, check_run_args,
+                                columns)
 from astroreco.progress import progress_bar
 
 #: what every reconstruction stores (name, dtype, unit, description)
@@ -94,12 +95,7 @@ def simulate(out, *, n_events: int, energy="2.5:4000", theta="155:180", particle
     """
     from astroreco.detectors.ecal.simulate import EcalSimConfig, ShowerSimulator
 
-    if isinstance(n_events, bool) or int(n_events) != n_events or n_events <= 0:
-        raise InputError(f"--n-events: expected a positive number, got {n_events}")
-    if chunk_size <= 0:
-        raise InputError(f"--chunk-size: expected a positive number, got {chunk_size}")
-    if int(seed) != seed or seed < 0:
-        raise InputError(f"--seed: expected >= 0, got {seed}")
+    check_run_args(n_events, chunk_size, seed)
     e = parse_range(energy, "energy", positive=True)
     th = parse_range(theta, "theta")
     config = EcalSimConfig.variant() if variant else EcalSimConfig()

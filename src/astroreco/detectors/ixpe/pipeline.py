@@ -17,8 +17,8 @@ from astroreco.detectors.ixpe.simulate import (TRUTH_FIELDS, EnergySpectrum, Gpd
                                                GpdSimulator, SourceConfig, TrackBatch,
                                                config_dict)
 from astroreco.errors import InputError
-from astroreco.io.store import (Column, EventFile, EventSchema, EventWriter, columns,
-                                write_reconstruction)
+from astroreco.io.store import (Column, EventFile, EventSchema, EventWriter, check_run_args,
+                                columns, write_reconstruction)
 from astroreco.progress import progress_bar
 
 #: what an IXPE event file holds
@@ -85,12 +85,7 @@ def simulate(out, *, n_events: int, energy="4", polarization_degree: float = 0.0
     dict
         Summary: file, events stored, events simulated, trigger efficiency.
     """
-    if n_events <= 0:
-        raise InputError(f"--n-events: expected a positive number, got {n_events}")
-    if chunk_size <= 0:
-        raise InputError(f"--chunk-size: expected a positive number, got {chunk_size}")
-    if seed < 0:
-        raise InputError(f"--seed: expected >= 0, got {seed}")
+    check_run_args(n_events, chunk_size, seed)
     spectrum = spectrum or EnergySpectrum.parse(energy)
     source = SourceConfig(spectrum, float(polarization_degree),
                           float(np.radians(polarization_angle_deg)),

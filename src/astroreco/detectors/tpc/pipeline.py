@@ -11,7 +11,7 @@ import numpy as np
 
 from astroreco.detectors.tpc.simulate import (TRUTH_FIELDS, RecoilSimulator, TpcConfig)
 from astroreco.errors import InputError
-from astroreco.io.store import EventFile, EventSchema, EventWriter, columns
+from astroreco.io.store import EventFile, EventSchema, EventWriter, check_run_args, columns
 from astroreco.progress import progress_bar
 
 EVENT_SCHEMA = EventSchema(
@@ -80,12 +80,7 @@ def simulate(out, *, n_events: int, energy="40", sigma="160:466", seed: int = 0,
         Summary: file, events stored and simulated, containment, mean track length and
         electrons per stored track.
     """
-    if int(n_events) != n_events or n_events <= 0:
-        raise InputError(f"--n-events: expected a positive number, got {n_events}")
-    if chunk_size <= 0:
-        raise InputError(f"--chunk-size: expected a positive number, got {chunk_size}")
-    if int(seed) != seed or seed < 0:
-        raise InputError(f"--seed: expected >= 0, got {seed}")
+    check_run_args(n_events, chunk_size, seed)
     e_kind, e_values = parse_values(energy, "energy")
     s_kind, s_values = parse_values(sigma, "sigma")
     if s_kind == "choice":
