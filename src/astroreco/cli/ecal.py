@@ -100,6 +100,17 @@ def evaluate(events, out):
                    "1e-3, batch 128, 80 epochs (a GPU job).")
 @click.option("--width", type=int, default=None,
               help="Backbone base width [cpu: 8; paper: 64 (ResNet-18)].")
+@click.option("--crop-cells", type=int, default=None,
+              help="Cells per layer kept around the centre-of-gravity axis, the network "
+                   "predicting corrections to it; 0: the full 18 x 72 image and absolute "
+                   "targets, as the seed [cpu: 16; paper: 0].")
+@click.option("--detector-augment", type=(float, float, float), default=None,
+              metavar="GAIN DEAD NOISE_MEV",
+              help="Training augmentation against the gap between simulation and detector: "
+                   "per-event random cell gain spread, dead-cell fraction and noise (MeV), "
+                   "e.g. 0.05 0.01 2 [off].")
+@click.option("--nll-beta", type=float, default=None,
+              help="multitask: beta of the beta-NLL loss, 0 (plain NLL) to 1 [1].")
 @click.option("--val-events", type=click.Path(), default=None,
               help="Separate validation file (needed for --iterations > 1).")
 @click.option("--iterations", type=int, default=1, show_default=True,
@@ -114,8 +125,9 @@ def evaluate(events, out):
 @seed_option()
 @overwrite_option()
 @quiet_option()
-def train(events, out, task, scale, width, val_events, iterations, epochs, batch_size, lr,
-          max_steps_per_epoch, init, device, seed, overwrite, quiet):
+def train(events, out, task, scale, width, crop_cells, detector_augment, nll_beta, val_events,
+          iterations, epochs, batch_size, lr, max_steps_per_epoch, init, device, seed,
+          overwrite, quiet):
     """Train a ResNet on simulated EVENTS (with truth)."""
     import sys
 
@@ -123,7 +135,14 @@ def train(events, out, task, scale, width, val_events, iterations, epochs, batch
     from astroreco.detectors.ecal.train import train as run
     from astroreco.training import OptimConfig, TrainConfig
 
-    net = EcalNetConfig.paper(task) if scale == "paper" else EcalNetConfig(task=task)
+    kw = {} if crop_cells is None else {"crop_cells": crop_cells}
+    if detector_augment is not None:
+        kw.update(zip(("aug_gain_spread", "aug_dead_fraction", "aug_noise_mev"),
+                      detector_augment))
+    if nll_beta is not None:
+        kw["nll_beta"] = nll_beta
+    net = EcalNetConfig.paper(task, **kw) if scale == "paper" else \
+        EcalNetConfig(task=task, **kw)
     if width is not None:
         net.width = width
     config = TrainConfig(max_epochs=epochs or (80 if scale == "paper" else 8),

@@ -8,7 +8,7 @@ import pytest
 
 from astroreco.detectors.ecal.neural import (EcalNetConfig, NeuralReconstructor,
                                              axis_targets, network_inputs,
-                                             predictions_to_axis)
+                                             predictions_to_axis, reference_from_inputs)
 from astroreco.detectors.ecal.pipeline import read_images, reconstruct, simulate
 from astroreco.detectors.ecal.train import fit_resolution, train
 from astroreco.errors import InputError
@@ -34,11 +34,13 @@ def test_targets_and_predictions_are_inverse():
     rng = np.random.default_rng(0)
     truth = {"theta_deg": rng.uniform(155, 180, 50), "phi_deg": rng.uniform(0, 360, 50),
              "x0_mm": rng.uniform(-300, 300, 50), "y0_mm": rng.uniform(-300, 300, 50)}
-    for task in ("angle", "position", "multitask"):
-        cfg = EcalNetConfig(task=task, **TINY)
-        t = axis_targets(truth, cfg)
+    ref = {"slope_x": rng.normal(0, 0.2, 50), "slope_y": rng.normal(0, 0.2, 50),
+           "x0_mm": rng.uniform(-300, 300, 50), "y0_mm": rng.uniform(-300, 300, 50)}
+    for task, crop in [(t, c) for t in ("angle", "position", "multitask") for c in (0, 16)]:
+        cfg = EcalNetConfig(task=task, crop_cells=crop, **TINY)
+        t = axis_targets(truth, cfg, ref if crop else None)
         out = {"mean": t, "log_var": np.zeros_like(t)}
-        back = predictions_to_axis(out, cfg)
+        back = predictions_to_axis(out, cfg, ref if crop else None)
         if task != "position":
             assert np.allclose(back["theta_deg"], truth["theta_deg"])
         if task != "angle":
@@ -49,9 +51,51 @@ def test_targets_and_predictions_are_inverse():
             assert np.all(back["sigma_theta_deg"] > 0)
 
 
+def test_cropped_network_needs_its_reference():
+    cfg = EcalNetConfig(task="multitask", crop_cells=16, **TINY)
+    truth = {"theta_deg": np.array([170.0]), "phi_deg": np.array([10.0]),
+             "x0_mm": np.array([1.0]), "y0_mm": np.array([2.0])}
+    with pytest.raises(InputError, match="reference axis"):
+        axis_targets(truth, cfg)
+    with pytest.raises(InputError, match="crop_cells 2"):
+        EcalNetConfig(crop_cells=2)
+
+
+def test_crop_follows_the_reference_axis(events):
+    """The crop keeps the shower: every layer's energy inside a 16-cell window around the
+    centre-of-gravity axis, the maximum near the middle; the offset channel is the cell
+    position relative to that axis."""
+    from astroreco.detectors.ecal.classical import centre_of_gravity, layer_cog
+    from astroreco.detectors.ecal.geometry import EcalGeometry
+
+    g = EcalGeometry()
+    images = read_images(events / "train.h5", 0, 64)
+    cfg = EcalNetConfig(crop_cells=16, **TINY)
+    a = network_inputs(images, cfg)
+    assert a["image"].shape == (64, 4, 18, 16)
+    kept = a["image"][:, 0].sum(axis=(1, 2)) / 18.0        # fractions x n_layers, summed
+    assert np.all(kept > 0.97)
+    ref = reference_from_inputs(a)
+    cog = centre_of_gravity(images)
+    assert np.allclose(ref["x0_mm"], cog["x0_mm"], atol=1e-3)
+    assert np.allclose(ref["slope_y"], cog["slope_y"], atol=1e-6)
+    # layer centre of gravity relative to the axis, in cells, from the crop's channels
+    img = a["image"][:, :, 8]          # layer 8 measures x
+    rel = (img[:, 3].sum(1) / img[:, 0].sum(1)) * 8.0
+    pos, _ = layer_cog(images, g)
+    u_ref = ref["x0_mm"] + ref["slope_x"] * g.layer_z_mm()[8]
+    full = (images[:, 8] * g.cell_centres_mm()).sum(1) / images[:, 8].sum(1)
+    diff = np.abs(rel - (full - u_ref) / g.cell_mm)   # exact unless noise lies outside
+    assert diff.mean() < 0.02 and diff.max() < 0.1
+    assert np.allclose(a["layer_cog"][:, 8], (pos[:, 8] - u_ref) / g.cell_mm, atol=1e-4)
+    # an empty event gets a finite reference and finite inputs
+    empty = network_inputs(np.zeros((1, 18, 72)), cfg)
+    assert all(np.isfinite(v).all() for v in empty.values())
+
+
 def test_inputs_are_scale_free_and_augmented(events):
     images = read_images(events / "train.h5", 0, 8)
-    cfg = EcalNetConfig(**TINY)
+    cfg = EcalNetConfig(crop_cells=0, **TINY)
     a = network_inputs(images, cfg)
     b = network_inputs(images * 10.0, cfg)
     assert a["image"].shape == (8, 3, 18, 72)
@@ -68,9 +112,10 @@ def test_inputs_are_scale_free_and_augmented(events):
     assert not np.allclose(noisy["image"], a["image"])
 
 
-@pytest.mark.parametrize("task", ["multitask", "angle", "position"])
-def test_each_task_trains_and_reconstructs(events, tmp_path, task):
-    net = EcalNetConfig(task=task, **TINY)
+@pytest.mark.parametrize("task,crop", [("multitask", 16), ("angle", 16), ("position", 16),
+                                       ("multitask", 0)])
+def test_each_task_trains_and_reconstructs(events, tmp_path, task, crop):
+    net = EcalNetConfig(task=task, crop_cells=crop, **TINY)
     summary = train(events / "train.h5", tmp_path / "run", net=net, config=_config(),
                     val_events=events / "val.h5")
     model = summary["model"]
@@ -117,3 +162,22 @@ def test_fit_resolution_recovers_a_and_b():
     r = rng.normal(0, np.sqrt(2.0 ** 2 / e + 0.3 ** 2))
     a, b = fit_resolution(e, r)
     assert a == pytest.approx(2.0, rel=0.1) and b == pytest.approx(0.3, rel=0.1)
+
+
+def test_detector_augmentation(events):
+    """Dead cells, gain spread and noise are applied in training only, and checked."""
+    images = read_images(events / "train.h5", 0, 16)
+    cfg = EcalNetConfig(crop_cells=16, noise=0.0, aug_dead_fraction=0.5, **TINY)
+    plain = network_inputs(images, cfg)
+    dead = network_inputs(images, cfg, np.random.default_rng(1))
+    lit = (plain["image"][:, 1] > 0).sum()
+    assert 0.35 < (dead["image"][:, 1] > 0).sum() / lit < 0.65
+    cfg = EcalNetConfig(crop_cells=0, noise=0.0, aug_gain_spread=0.05, **TINY)
+    plain = network_inputs(images, cfg)     # full image: the cells do not move
+    gain = network_inputs(images, cfg, np.random.default_rng(1))
+    assert np.array_equal(gain["image"][:, 1] > 0, plain["image"][:, 1] > 0)
+    assert not np.allclose(gain["image"][:, 1], plain["image"][:, 1])
+    for bad in ({"aug_gain_spread": -0.1}, {"aug_dead_fraction": 1.0},
+                {"aug_noise_mev": -1.0}, {"nll_beta": 2.0}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            EcalNetConfig(**bad)

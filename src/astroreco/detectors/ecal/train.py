@@ -17,7 +17,8 @@ import numpy as np
 
 from astroreco.detectors.ecal.neural import (EcalNetConfig, Resolution, axis_targets,
                                              build_loss, build_model, deposited_energy_gev,
-                                             network_inputs, target_resolution)
+                                             network_inputs, reference_from_inputs,
+                                             target_resolution)
 from astroreco.errors import InputError
 
 TRUTH = ["theta_deg", "phi_deg", "x0_mm", "y0_mm"]
@@ -49,7 +50,8 @@ class EcalSource:
             images = images[rows]
             truth = {k: v[rows] for k, v in truth.items()}
         inputs = network_inputs(images, self.net, rng)
-        target = axis_targets(truth, self.net)
+        ref = reference_from_inputs(inputs) if self.net.crop_cells else None
+        target = axis_targets(truth, self.net, ref)
         if self.net.task != "multitask":
             sigma = target_resolution(deposited_energy_gev(images), self.net)
             target = np.concatenate([target, sigma], 1)
@@ -198,8 +200,13 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              f"- ResNet-18 layout (17 convolutions + 1 dense layer), base width "
              f"{net['width']}, {net['pool']} pooling, {net['n_features']} features + "
              f"log10(E_dep/GeV); {tr.get('n_parameters', '?')} parameters",
-             f"- input: cell energy fractions and log(1 + E/MeV); {net['noise']:.0%} "
-             "Gaussian noise per cell in training",
+             *([f"- input: {net['crop_cells']} cells per layer around the "
+                "centre-of-gravity axis (energy fractions, log(1 + E/MeV), offsets from the "
+                "axis); the network predicts corrections to that axis"]
+               if net.get("crop_cells") else
+               ["- input: the full image (cell energy fractions, log(1 + E/MeV), first "
+                "moments)"]),
+             f"- {net['noise']:.0%} Gaussian noise per cell in training",
              *([f"- expected resolution in the loss: a = {net['resolution']['a']}, "
                 f"b = {net['resolution']['b']}"] if net.get("resolution") else []),
              *([f"- trained deposited energies: {net['energy_range_gev'][0]:.3g}-"
