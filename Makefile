@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) "torch==2.13.0"
-	$(PIP) -e ".[test,interop,sparse]"
+	$(PIP) -e ".[test,interop,sparse,sky]"
 	touch $(STAMP)
 
 ## the main job: simulate, reconstruct, evaluate, plots and report, for every detector
