@@ -4,7 +4,8 @@ Simulates electrons with the seed's spectrum and angles (E^-1 from 2.5 to 4000 G
 155-180 deg), positrons (the seed's independent check) and electrons in the detector
 variant (miscalibrated and dead cells, more noise: the stand-in for the seed's ISS check);
 reconstructs each with the centre of gravity, the neighbour-cell ratio (shipped S-curve)
-and the shipped network (when one is shipped: not yet), and scores them side by side
+and the shipped network (``models/ecal``; skipped with a note if its weights are absent),
+and scores them side by side
 (:mod:`astroreco.detectors.ecal.evaluate`: resolution and linearity vs energy, the
 ``sqrt(a^2/E + b^2)`` fits).  Draws a few shower images.
 """
@@ -63,7 +64,7 @@ def run(out_dir, *, n_events: int = 20_000, seed: int = 0, model=None,
     from astroreco.detectors.ecal.neural import default_model_dir
     from astroreco.detectors.ecal.pipeline import reconstruct, simulate
 
-    # no ECAL network is shipped yet (issue 5 in progress): the classical methods run alone
+    # without the shipped weights (a trimmed checkout) the classical methods run alone
     with_nn = model is not None or (default_model_dir() / "weights.safetensors").is_file()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +88,7 @@ def run(out_dir, *, n_events: int = 20_000, seed: int = 0, model=None,
         first = first or path
     plot = plot_showers(first, out / "showers.png")
     summary = {"rows": rows, "plot": str(plot),
-               "network": "scored" if with_nn else "no shipped ECAL model yet"}
+               "network": "scored" if with_nn else "no ECAL model weights found"}
     tmp = out / ".summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1, default=float))
     tmp.replace(out / "summary.json")

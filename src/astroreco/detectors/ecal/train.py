@@ -207,6 +207,11 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
                ["- input: the full image (cell energy fractions, log(1 + E/MeV), first "
                 "moments)"]),
              f"- {net['noise']:.0%} Gaussian noise per cell in training",
+             *([f"- detector augmentation in training: per-event gain spread "
+                f"{net['aug_gain_spread']:.0%}, {net['aug_dead_fraction']:.0%} dead cells, "
+                f"{net['aug_noise_mev']:g} MeV noise"]
+               if net.get("aug_gain_spread") or net.get("aug_dead_fraction")
+               or net.get("aug_noise_mev") else []),
              *([f"- expected resolution in the loss: a = {net['resolution']['a']}, "
                 f"b = {net['resolution']['b']}"] if net.get("resolution") else []),
              *([f"- trained deposited energies: {net['energy_range_gev'][0]:.3g}-"
@@ -221,6 +226,14 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              f"{tr['machine']} ({tr['threads']} threads); best validation loss "
              f"{tr['best_val_loss']:.4f}",
              f"- command: `{tr.get('command') or 'astroreco ecal train ...'}`", ""]
+    if tr.get("stages"):
+        seeds = ", ".join(str(st["seed"]) for st in tr["stages"] if "seed" in st)
+        lines += ["Trained in stages, each starting from the previous weights on fresh "
+                  f"showers (`astroreco ecal simulate -o trainK.h5 -n 250000 --seed S`, "
+                  f"S = {seeds}; validation: seed {tr.get('val_seed', '?')}):", ""]
+        lines += [f"{i}. `{st['command']}` ({st.get('note', '')}best validation loss "
+                  f"{st['best_val_loss']:.4f})" for i, st in enumerate(tr["stages"], 1)]
+        lines.append("")
     if history:
         lines += ["| epoch | train loss | val loss |", "|---|---|---|"]
         for h in history:
