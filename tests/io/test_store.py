@@ -400,3 +400,142 @@ def test_damaged_attributes(written, edit, needle):
         with EventFile(path) as ef:
             ef.config
     assert needle in _one_line(e, path)
+
+
+# --- ragged truth (objects per event) and ragged reconstructions --------------------------
+
+OBJ_SCHEMA = EventSchema(
+    detector="toysky", hits=(),
+    per_event=(Column("image", "f4", "", "image", (3, 40, 40)),),
+    truth=columns([("event_id", "i8")]),
+    truth_objects=(Column("x", "f8", "pix", "position"),
+                   Column("npred", "f4", "counts", "per energy bin", (3,))),
+)
+
+
+def _objects(rng, sizes):
+    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    n = int(offs[-1])
+    return offs, {"x": rng.normal(size=n), "npred": rng.random((n, 3)).astype(np.float32)}
+
+
+def test_truth_objects_round_trip_and_slices(tmp_path):
+    rng = np.random.default_rng(5)
+    path = tmp_path / "obj.h5"
+    batches = ([2, 0, 3], [0], [4, 1])
+    parts, first = [], 0
+    with EventWriter(path, OBJ_SCHEMA) as w:
+        for sizes in batches:
+            m = len(sizes)
+            obj = _objects(rng, sizes)
+            w.append(np.zeros(m + 1, np.int64), hits={},
+                     per_event={"image": rng.random((m, 3, 40, 40))},
+                     truth={"event_id": np.arange(first, first + m)}, truth_objects=obj)
+            parts.append(obj)
+            first += m
+    sizes = np.concatenate(batches)
+    offs_all = np.concatenate([[0], np.cumsum(sizes)])
+    x_all = np.concatenate([p[1]["x"] for p in parts])
+    npred_all = np.concatenate([p[1]["npred"] for p in parts])
+    with EventFile(path, OBJ_SCHEMA) as ef:
+        assert ef.has_truth_objects and ef.n_events == 6
+        offs, obj = ef.truth_objects()
+        np.testing.assert_array_equal(offs, offs_all)
+        np.testing.assert_array_equal(obj["x"], x_all)
+        assert obj["npred"].shape == (10, 3) and obj["npred"].dtype == np.float32
+        np.testing.assert_array_equal(obj["npred"], npred_all)
+        for start, stop in ((0, 1), (1, 4), (3, 6), (5, 100), (6, 6)):
+            offs, obj = ef.truth_objects(["x"], start, stop)
+            a, b = offs_all[start], offs_all[min(stop, 6)]
+            np.testing.assert_array_equal(offs, offs_all[start:min(stop, 6) + 1] - a)
+            np.testing.assert_array_equal(obj["x"], x_all[a:b])
+        with pytest.raises(InputError) as e:
+            ef.truth_objects(["nope"])
+        assert "nope" in _one_line(e, path)
+    # fixed-shape columns get ~1 MiB chunks, scalar columns keep 4096 rows
+    with h5py.File(path, "r") as f:
+        assert f["events/image"].chunks[0] == (1 << 20) // (3 * 40 * 40 * 4)
+        assert f["truth/event_id"].chunks == (4096,)
+
+
+def test_truth_objects_errors(tmp_path, written):
+    rng = np.random.default_rng(6)
+    with pytest.raises(InputError) as e:
+        with EventWriter(tmp_path / "a.h5", OBJ_SCHEMA) as w:
+            w.append(np.zeros(2, np.int64), hits={}, per_event={"image": np.zeros((1, 3, 40, 40))},
+                     truth={"event_id": [0]})
+    assert "truth_objects" in _one_line(e)
+    with pytest.raises(InputError) as e:
+        with EventWriter(tmp_path / "a.h5", OBJ_SCHEMA) as w:
+            w.append(np.zeros(3, np.int64), hits={}, per_event={"image": np.zeros((2, 3, 40, 40))},
+                     truth={"event_id": [0, 1]}, truth_objects=_objects(rng, [2]))
+    _one_line(e)
+    assert list(tmp_path.glob("a.h5*")) == []
+    path, exp = written       # an older-style file: no /truth_objects
+    with EventFile(path) as ef:
+        assert not ef.has_truth_objects
+        with pytest.raises(InputError) as e:
+            ef.truth_objects()
+        _one_line(e, path)
+    with pytest.raises(InputError) as e:
+        EventFile(path, OBJ_SCHEMA)
+    _one_line(e, path)
+    # a truncated object table is caught when the file is opened
+    good = tmp_path / "b.h5"
+    with EventWriter(good, OBJ_SCHEMA) as w:
+        w.append(np.zeros(3, np.int64), hits={}, per_event={"image": np.zeros((2, 3, 40, 40))},
+                 truth={"event_id": [0, 1]}, truth_objects=_objects(rng, [2, 3]))
+    with h5py.File(good, "a") as f:
+        f["truth_objects/x"].resize(4, axis=0)
+    with pytest.raises(InputError) as e:
+        EventFile(good)
+    assert "truth_objects" in _one_line(e, good)
+
+
+def test_ragged_reconstruction(written):
+    path, exp = written
+    n = len(exp["offsets"]) - 1
+    sizes = np.arange(n) % 3
+    offs = np.concatenate([[0], np.cumsum(sizes)])
+    x = np.arange(offs[-1], dtype=float)
+    xy = np.stack([x, -x], axis=1)
+    write_reconstruction(path, "found", {"x": x, "xy": xy}, offsets=offs,
+                         fields=[("x", "f8", "pix", "position")], config={"t": 5})
+    write_reconstruction(path, "flat", {"phi": np.zeros(n)})
+    with EventFile(path) as ef:
+        assert ef.methods == ["flat", "found"]
+        assert ef.is_ragged("found") and not ef.is_ragged("flat")
+        o, r = ef.reco_objects("found")
+        np.testing.assert_array_equal(o, offs)
+        np.testing.assert_array_equal(r["x"], x)
+        np.testing.assert_array_equal(r["xy"], xy)
+        o, r = ef.reco_objects("found", ["x"], 2, 5)
+        np.testing.assert_array_equal(o, offs[2:6] - offs[2])
+        np.testing.assert_array_equal(r["x"], x[offs[2]:offs[5]])
+        assert json.loads(ef.reco_attrs("found")["config"]) == {"t": 5}
+        for call in (lambda: ef.reco("found"), lambda: ef.reco_objects("flat")):
+            with pytest.raises(InputError) as e:
+                call()
+            _one_line(e, path)
+    with h5py.File(path, "r") as f:
+        assert f["reco/found/x"].attrs["unit"] == "pix"
+    # an event file with no detections at all
+    write_reconstruction(path, "none", {"x": np.zeros(0)}, offsets=np.zeros(n + 1, int))
+    with EventFile(path) as ef:
+        o, r = ef.reco_objects("none")
+        assert o.sum() == 0 and r["x"].shape == (0,)
+
+
+def test_ragged_reconstruction_errors(written):
+    path, exp = written
+    n = len(exp["offsets"]) - 1
+    x, offs = np.zeros(n), np.arange(n + 1)
+    for table, offsets, needle in (({"x": x}, [0, 1], "offsets"),
+                                   ({"x": x}, offs[::-1].copy(), "offsets"),
+                                   ({"x": x[1:]}, offs, "rows"),
+                                   ({"x": x, "offsets": x}, offs, "reserved")):
+        with pytest.raises(InputError) as e:
+            write_reconstruction(path, "found", table, offsets=offsets)
+        assert needle in _one_line(e)
+    with EventFile(path) as ef:
+        assert ef.methods == []

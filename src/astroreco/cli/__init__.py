@@ -35,11 +35,13 @@ def _register():
     from astroreco.cli.demo import demo
     from astroreco.cli.ecal import ecal
     from astroreco.cli.ixpe import ixpe
+    from astroreco.cli.sky import sky
     from astroreco.cli.tpc import tpc
 
     cli.add_command(ixpe)
     cli.add_command(tpc)
     cli.add_command(ecal)
+    cli.add_command(sky)
     cli.add_command(demo)
 
 

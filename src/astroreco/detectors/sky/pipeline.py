@@ -1,0 +1,480 @@
+"""Sky patch files: simulate patches into the HDF5 event store, export one as a Fermi-style
+counts cube, run the classical detection on stored patches or on a counts cube.
+
+One *event* of the store (:mod:`astroreco.io.store`, detector ``"sky"``) is one sky patch::
+
+    /                       attrs: config = JSON {"simulation": SkySimConfig.to_dict(),
+                                   "preset", "seed", "n_patches"}
+    /events/counts          (n, E, H, W) int32 counts (poisson) or float32 (asimov)
+    /events/background      (n, E, H, W) float32 expected background counts: the background
+                            model the classical significance needs
+    /events/time_counts     (n, T, E, H, W) counts per time bin (only with time bins)
+    /events/centre          (n, 2) float64 patch centre (l_deg, b_deg)
+    /events/offsets         (n + 1,) zeros: a patch has no ragged hits
+    /truth/patch_id         (n,) global patch index of the run (its random stream)
+    /truth/n_sources        (n,) simulated sources, in the patch and its margin
+    /truth/n_in_patch       (n,) of which inside the patch
+    /truth_objects/offsets  (n + 1,) patch k owns source rows offsets[k]:offsets[k+1]
+    /truth_objects/<field>  the source table: every TRUTH_FIELDS column but patch/patch_id
+                            (implied by the offsets); flux_bin and npred (n_src, E),
+                            light_curve (n_src, T) with time bins
+    /reco/<name>/...        ragged detections (RECO_FIELDS) with their own offsets
+
+The per-energy-bin truth columns keep their ``(n_src, E)`` shape (the store's columns have a
+per-row shape) rather than being split into E scalar columns.  :func:`read_truth` returns the
+flat table of :attr:`SkyBatch.truth <astroreco.detectors.sky.simulate.SkyBatch>`: ``patch`` is
+the row in the arrays of :func:`read_patches` for the same ``start, stop``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from astroreco.detectors.sky.geometry import SkyGeometry
+from astroreco.detectors.sky.simulate import MODES, TRUTH_FIELDS, SkySimConfig
+from astroreco.errors import InputError
+from astroreco.io.store import Column, EventFile, EventSchema, EventWriter
+from astroreco.physics.diffuse import IEM_MODELS
+from astroreco.progress import progress_bar
+
+__all__ = ["PRESETS", "DETECT_METHODS", "RECO_FIELDS", "PATCH_SCHEMA", "PatchData",
+           "patch_schema", "make_config", "config_from_dict", "config_of", "geometry_of",
+           "simulate", "read_patches", "read_truth", "read_detections", "psf_kernels",
+           "detect_classical", "export_cube", "detect_cube"]
+
+PRESETS = ("fermi", "cta")
+#: classical detection methods (``nn`` is accepted as a name and refused: not available yet)
+DETECT_METHODS = ("sep", "photutils", "peaks")
+#: one row per detected source (ragged per patch)
+RECO_FIELDS = (
+    ("x_pix", "f8", "pix", "0-based column in the patch"),
+    ("y_pix", "f8", "pix", "0-based row in the patch"),
+    ("l_deg", "f8", "deg", "Galactic longitude, [0, 360)"),
+    ("b_deg", "f8", "deg", "Galactic latitude"),
+    ("significance", "f8", "sigma", "peak of the combined significance map"),
+)
+_PER_PATCH_TRUTH = ("patch", "patch_id")
+#: radius of the DS9 circles: the 0.3 deg match radius of the published comparison
+REGION_RADIUS_DEG = 0.3
+
+
+def patch_schema(config: SkySimConfig | None = None) -> EventSchema:
+    """The event-file schema of patches simulated with ``config`` (default: Fermi preset)."""
+    c = config or SkySimConfig()
+    g, t = c.geometry, c.n_time_bins
+    cube = (g.n_energy,) + g.shape
+    counts_dtype = "i4" if c.mode == "poisson" else "f4"
+    per_event = [Column("counts", counts_dtype, "counts", "(E, H, W) counts", cube),
+                 Column("background", "f4", "counts",
+                        "(E, H, W) expected background counts (the background model)", cube),
+                 Column("centre", "f8", "deg", "patch centre (l_deg, b_deg)", (2,))]
+    if t:
+        per_event.append(Column("time_counts", counts_dtype, "counts",
+                                "(T, E, H, W) counts per time bin", (t,) + cube))
+    widths = {"flux_bin": (g.n_energy,), "npred": (g.n_energy,), "light_curve": (t,)}
+    objects = tuple(Column(name, dtype, unit, desc, widths.get(name, ()))
+                    for name, dtype, unit, desc in TRUTH_FIELDS
+                    if name not in _PER_PATCH_TRUTH and (name != "light_curve" or t))
+    truth = (Column("patch_id", "i8", "", "global patch index (its random stream)"),
+             Column("n_sources", "i4", "", "sources simulated in the patch and its margin"),
+             Column("n_in_patch", "i4", "", "sources inside the patch"))
+    return EventSchema(detector="sky", hits=(), per_event=tuple(per_event), truth=truth,
+                       truth_objects=objects)
+
+
+PATCH_SCHEMA = patch_schema()
+
+
+# --- configuration ------------------------------------------------------------------------
+
+def make_config(preset: str = "fermi", **changes) -> SkySimConfig:
+    """``SkySimConfig.fermi(**changes)`` or ``SkySimConfig.cta(**changes)``."""
+    if preset not in PRESETS:
+        raise InputError(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    return getattr(SkySimConfig, preset)(**changes)
+
+
+def _tuples(value):
+    """JSON lists back to the tuples the config dataclasses hold."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def config_from_dict(d: dict) -> SkySimConfig:
+    """The :class:`SkySimConfig` of ``SkySimConfig.to_dict()`` (also after a JSON round
+    trip)."""
+    default = SkySimConfig()
+    kw = {}
+    for f in fields(SkySimConfig):
+        if f.name not in d:
+            continue
+        value, base = d[f.name], getattr(default, f.name)
+        if f.name == "geometry":
+            kw[f.name] = SkyGeometry.from_dict(value)
+        elif is_dataclass(base):
+            kw[f.name] = type(base)(**{k: _tuples(v) for k, v in value.items()})
+        else:
+            kw[f.name] = _tuples(value)
+    return SkySimConfig(**kw)
+
+
+def config_of(path) -> SkySimConfig:
+    """The simulation configuration stored in the patch file ``path``."""
+    with EventFile(path, PATCH_SCHEMA) as ef:
+        meta = ef.config
+    try:
+        return config_from_dict(meta["simulation"])
+    except (KeyError, TypeError, AttributeError, InputError) as err:
+        raise InputError(f"{path}: config attribute: expected a sky simulation config "
+                         f"({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+                         ) from None
+
+
+def geometry_of(path) -> SkyGeometry:
+    """Pixels, projection and energy bins of the patches in ``path``."""
+    return config_of(path).geometry
+
+
+# --- simulate -----------------------------------------------------------------------------
+
+def _check_count(value, name) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise InputError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def simulate(out, *, n_patches: int, preset: str = "fermi", iem: str = "A",
+             mode: str = "poisson", seed: int = 0, chunk_size: int = 128,
+             overwrite: bool = False, progress: bool = True, **config_changes) -> dict:
+    """Simulate sky patches into a patch file (HDF5, written atomically in chunks).
+
+    Parameters
+    ----------
+    out : path-like
+        Patch file to write.
+    n_patches : int
+        Patches to simulate.
+    preset : str
+        ``fermi`` (64 x 64 x 6, 0.3 GeV-1 TeV, all sky) or ``cta`` (Galactic plane survey).
+    iem, mode : str
+        Interstellar emission model ``A``/``B``; counts ``poisson`` or ``asimov``.
+    seed : int
+        Run seed: patch ``k`` depends only on ``(seed, k)``, whatever ``chunk_size``.
+    **config_changes
+        Further :meth:`SkySimConfig.variant` changes (``n_time_bins=4``,
+        ``agn__density_deg2=0.2``, ...).
+
+    Returns
+    -------
+    dict
+        Summary: file, patches, sources (all and inside the patches), configuration.
+    """
+    from astroreco.detectors.sky.simulate import SkySimulator
+
+    n_patches = _check_count(n_patches, "--n-patches")
+    chunk_size = _check_count(chunk_size, "--chunk-size")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"--seed: expected an integer >= 0, got {seed!r}")
+    for option, value, choices in (("iem", iem, IEM_MODELS), ("mode", mode, MODES)):
+        if value not in choices:
+            raise InputError(f"--{option} {value!r}: expected one of {', '.join(choices)}")
+    config = make_config(preset, iem=iem, mode=mode, **config_changes)
+    sim = SkySimulator(config)
+    meta = {"simulation": config.to_dict(), "preset": preset, "seed": int(seed),
+            "n_patches": n_patches}
+    names = [c.name for c in patch_schema(config).truth_objects]
+    n_src = n_in = 0
+    with EventWriter(out, patch_schema(config), config=meta, overwrite=overwrite) as writer, \
+            progress_bar(f"simulating {n_patches} {preset} sky patches", total=n_patches,
+                         enabled=progress) as bar:
+        for first in range(0, n_patches, chunk_size):
+            n = min(chunk_size, n_patches - first)
+            b = sim.simulate(n, seed=int(seed), first_index=first)
+            per_patch = np.bincount(b.truth["patch"], minlength=n)
+            inside = np.bincount(b.truth["patch"], weights=b.truth["in_patch"], minlength=n)
+            per_event = {"counts": b.counts, "background": b.background, "centre": b.centres}
+            if b.time_counts is not None:
+                per_event["time_counts"] = b.time_counts
+            offsets = np.concatenate([[0], np.cumsum(per_patch)])
+            writer.append(np.zeros(n + 1, np.int64), hits={}, per_event=per_event,
+                          truth={"patch_id": b.patch_id, "n_sources": per_patch,
+                                 "n_in_patch": inside.astype(np.int32)},
+                          truth_objects=(offsets, {k: b.truth[k] for k in names}))
+            n_src += int(per_patch.sum())
+            n_in += int(inside.sum())
+            bar.advance(n)
+    return {"file": str(out), "n_patches": n_patches, "preset": preset, "iem": config.iem,
+            "mode": config.mode, "n_time_bins": config.n_time_bins, "seed": int(seed),
+            "n_sources": n_src, "n_sources_in_patch": n_in}
+
+
+# --- read ---------------------------------------------------------------------------------
+
+class PatchData(NamedTuple):
+    """What :func:`read_patches` returns."""
+
+    counts: np.ndarray
+    """(n, E, H, W) counts: int32 (poisson) or float32 (asimov)."""
+    background: np.ndarray
+    """(n, E, H, W) float32 expected background counts."""
+    centres: np.ndarray
+    """(n, 2) patch centres (l_deg, b_deg)."""
+    patch_id: np.ndarray
+    """(n,) global patch indices."""
+    time_counts: np.ndarray | None
+    """(n, T, E, H, W) counts per time bin, or None without time bins."""
+
+
+def read_patches(path, start: int = 0, stop: int | None = None) -> PatchData:
+    """Patches ``start .. stop - 1`` of a patch file (lazily: only those are read)."""
+    with EventFile(path, PATCH_SCHEMA) as ef:
+        timed = ef.config.get("simulation", {}).get("n_time_bins", 0)
+        time_counts = ef.per_event("time_counts", start, stop) if timed else None
+        return PatchData(ef.per_event("counts", start, stop),
+                         ef.per_event("background", start, stop),
+                         ef.per_event("centre", start, stop),
+                         ef.truth(["patch_id"], start, stop)["patch_id"], time_counts)
+
+
+def _flat(offsets, rows: dict, patch_id) -> dict:
+    """A ragged per-patch table as one flat table with ``patch`` and ``patch_id`` first."""
+    sizes = np.diff(offsets)
+    patch = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    return {"patch": patch, "patch_id": np.asarray(patch_id, np.int64)[patch], **rows}
+
+
+def read_truth(path, start: int = 0, stop: int | None = None) -> dict:
+    """The source table of patches ``start .. stop - 1``, flat, columns in
+    :data:`TRUTH_FIELDS` order: ``patch`` (row in the patches read with the same ``start``),
+    ``patch_id`` and the sources' columns."""
+    with EventFile(path, PATCH_SCHEMA) as ef:
+        offsets, rows = ef.truth_objects(None, start, stop)
+        patch_id = ef.truth(["patch_id"], start, stop)["patch_id"]
+    table = _flat(offsets, rows, patch_id)
+    return {name: table[name] for name, *_ in TRUTH_FIELDS if name in table}
+
+
+def read_detections(path, name: str, start: int = 0, stop: int | None = None) -> dict:
+    """The detections stored under ``/reco/<name>`` as a flat table with ``patch`` (row, as
+    in :func:`read_truth`) and ``patch_id``."""
+    with EventFile(path, PATCH_SCHEMA) as ef:
+        offsets, rows = ef.reco_objects(name, None, start, stop)
+        patch_id = ef.truth(["patch_id"], start, stop)["patch_id"]
+    return _flat(offsets, rows, patch_id)
+
+
+# --- classical detection ------------------------------------------------------------------
+
+def psf_kernels(source, *, psf: str = "fermi", psf_index: float = 2.2) -> list[np.ndarray]:
+    """Per-energy-bin pixel kernels of the PSF, the classical matched filter.
+
+    The kernels of the simulation's renderer
+    (:class:`~astroreco.detectors.sky.render.PatchRenderer`): the bin's King mixture
+    integrated over pixels (:func:`~astroreco.physics.psf.pixel_kernel`), truncated at the
+    renderer's radius (99% containment, at most half the patch).
+
+    Parameters
+    ----------
+    source : SkySimConfig or SkyGeometry
+        A config gives the PSF model and its spectral index; a geometry uses ``psf`` and
+        ``psf_index``.
+
+    Returns
+    -------
+    list of np.ndarray
+        E kernels ``(2h_e + 1, 2h_e + 1)`` (odd sizes), each summing to the containment.
+    """
+    from astroreco.detectors.sky.render import PatchRenderer
+    from astroreco.physics.psf import pixel_kernel, psf_model
+
+    if isinstance(source, SkyGeometry):
+        source = SkySimConfig(geometry=source, psf=psf, psf_index=psf_index, margin_deg=0.0)
+    if not isinstance(source, SkySimConfig):
+        raise InputError(f"source: expected a SkySimConfig or SkyGeometry, got "
+                         f"{type(source).__name__}")
+    g = source.geometry
+    r = PatchRenderer(g, psf_model(source.psf), source.margin_deg, source.psf_index)
+    return [pixel_kernel(band, g.pixel_deg, min(math.ceil(radius / g.pixel_deg), r.pad),
+                         supersample=4, radius_deg=radius)
+            for band, radius in zip(r.bands, r.radius_deg)]
+
+
+def _check_method(method: str) -> str:
+    if method == "nn":
+        raise InputError("--method nn: not available yet (the neural detector comes later); "
+                         f"use one of {', '.join(DETECT_METHODS)}")
+    if method not in DETECT_METHODS:
+        raise InputError(f"--method {method!r}: expected one of {', '.join(DETECT_METHODS)}")
+    return method
+
+
+def detect_classical(path, *, method: str = "sep", threshold: float = 5.0,
+                     name: str | None = None, chunk_size: int = 256,
+                     progress: bool = True) -> dict:
+    """Classical detection on every patch of ``path`` with its stored background model;
+    the detections are stored under ``/reco/<name>`` (ragged: :data:`RECO_FIELDS` per patch).
+
+    Significance map (:func:`~astroreco.detectors.sky.classical.significance_map`, PSF
+    kernels of :func:`psf_kernels`, all energy bins summed), then ``sep``, ``photutils`` or
+    ``peaks`` above ``threshold`` (sigma).
+
+    Returns
+    -------
+    dict
+        Summary: file, name, method, patches, detections.
+    """
+    from astroreco.detectors.sky.classical import classical_catalog
+    from astroreco.io.store import write_reconstruction
+
+    _check_method(method)
+    name = name or method
+    chunk_size = _check_count(chunk_size, "--chunk-size")
+    config = config_of(path)
+    kernels = psf_kernels(config)
+    g = config.geometry
+    with EventFile(path, PATCH_SCHEMA) as ef:
+        n = ef.n_events
+    parts, sizes = [], []
+    with progress_bar(f"{name}: detecting sources in {n} patches", total=n,
+                      enabled=progress) as bar:
+        for s in range(0, n, chunk_size):
+            data = read_patches(path, s, min(n, s + chunk_size))
+            for counts, bkg, centre in zip(data.counts, data.background, data.centres):
+                found = classical_catalog(counts, bkg, kernels, g.wcs(*centre), method,
+                                          threshold=threshold)
+                parts.append(found)
+                sizes.append(len(found["x_pix"]))
+            bar.advance(len(data.counts))
+    table = {f: np.concatenate([p[f] for p in parts]).astype(dt) if parts else np.zeros(0, dt)
+             for f, dt, *_ in RECO_FIELDS}
+    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+    write_reconstruction(path, name, table, fields=RECO_FIELDS, offsets=offsets,
+                         config={"method": method, "threshold": float(threshold),
+                                 "psf": config.psf, "psf_index": config.psf_index})
+    return {"file": str(path), "name": name, "method": method, "threshold": float(threshold),
+            "n_patches": int(n), "n_detections": int(offsets[-1])}
+
+
+# --- FITS cubes ---------------------------------------------------------------------------
+
+def _check_outputs(paths, overwrite: bool):
+    """Fail before any work when an output exists (without overwrite) or repeats."""
+    given = [Path(p) for p in paths if p is not None]
+    if len({p.resolve() for p in given}) != len(given):
+        raise InputError(f"{given[-1]}: the same file is given for two outputs")
+    for p in given:
+        if p.exists() and not overwrite:
+            raise InputError(f"{p}: file exists (use --overwrite to replace it)")
+        if not p.parent.exists():
+            raise InputError(f"{p}: directory {p.parent} does not exist")
+
+
+def export_cube(path, index: int, out, background_out=None, *, overwrite: bool = False) -> dict:
+    """Write patch ``index`` of ``path`` as a Fermi-style counts cube (EBOUNDS, EXPOSURE and
+    the patch WCS), and optionally its background model as a second cube."""
+    from astroreco.detectors.sky.fitsio import SkyCube, write_background, write_counts_cube
+
+    _check_outputs([out, background_out], overwrite)
+    with EventFile(path, PATCH_SCHEMA) as ef:
+        n, meta = ef.n_events, ef.config
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
+            or not 0 <= index < n:
+        raise InputError(f"--index {index!r}: expected a patch index in 0..{n - 1} "
+                         f"({path} holds {n} patches)")
+    config = config_of(path)
+    g = config.geometry
+    data = read_patches(path, index, index + 1)
+    l0, b0 = (float(v) for v in data.centres[0])
+    cube = SkyCube(data.counts[0], g.wcs(l0, b0), np.asarray(g.energy_edges_gev),
+                   background=data.background[0],
+                   exposure=config.exposure_per_bin[:, None, None],
+                   meta={"PATCHID": int(data.patch_id[0]), "SIMSEED": int(meta.get("seed", -1)),
+                         "PRESET": str(meta.get("preset", "")), "IEM": config.iem,
+                         "SIMMODE": config.mode, "PSFMODEL": config.psf})
+    write_counts_cube(out, cube, overwrite=overwrite)
+    if background_out is not None:
+        write_background(background_out, cube, overwrite=overwrite)
+    return {"file": str(path), "index": int(index), "patch_id": int(data.patch_id[0]),
+            "l_deg": l0, "b_deg": b0, "shape": list(cube.counts.shape), "cube": str(out),
+            "background": None if background_out is None else str(background_out)}
+
+
+def _cube_geometry(cube, where) -> SkyGeometry:
+    """A :class:`SkyGeometry` carrying the cube's pixel size and energy bins (for the PSF
+    kernels: square pixels required)."""
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    try:
+        sx, sy = (float(v) for v in proj_plane_pixel_scales(cube.wcs))
+    except Exception:
+        sx = sy = float("nan")
+    if not (np.isfinite(sx) and np.isfinite(sy) and sx > 0 and sy > 0):
+        raise InputError(f"{where}: pixel size not readable from the WCS (CDELT1/CDELT2 or "
+                         f"CD matrix); expected square pixels in deg")
+    if abs(sx - sy) > 1e-3 * max(sx, sy):
+        raise InputError(f"{where}: pixels of {sx:g} x {sy:g} deg; expected square pixels "
+                         f"(|CDELT1| = |CDELT2|) for the PSF kernels")
+    projection = cube.wcs.wcs.ctype[0][5:].strip("-").strip()
+    n_pix = max(4, min(max(cube.counts.shape[1:]), int(60.0 // sx)))
+    return SkyGeometry(n_pix=n_pix, size_deg=n_pix * sx,
+                       energy_edges_gev=tuple(cube.energy_edges_gev),
+                       projection=projection if projection in ("CAR", "TAN") else "CAR")
+
+
+def detect_cube(cube_path, *, background=None, method: str = "sep", threshold: float = 5.0,
+                out_catalog, out_regions=None, psf: str = "fermi", psf_index: float = 2.2,
+                overwrite: bool = False) -> dict:
+    """Classical detection on a Fermi-style counts cube; writes a FITS source catalog and,
+    optionally, DS9 regions.
+
+    Parameters
+    ----------
+    cube_path : path-like
+        Counts cube (PRIMARY (E, lat, lon) + EBOUNDS, GLON/GLAT or RA/DEC WCS).
+    background : path-like
+        Background-model cube (expected counts), same shape, WCS and EBOUNDS: required, the
+        significance :math:`K*(N-B)/\\sqrt{K^2*B}` needs it.
+    method : str
+        ``sep``, ``photutils`` or ``peaks`` (``nn``: not available yet).
+    psf, psf_index : str, float
+        PSF model (``fermi``/``cta``) and photon index weighting it within a bin: the
+        kernels of the cube's EBOUNDS and pixel size (:func:`psf_kernels`).
+
+    Returns
+    -------
+    dict
+        Summary: inputs, outputs, sources found, highest significance.
+    """
+    import h5py
+
+    from astroreco.detectors.sky.catalog import write_catalog, write_regions
+    from astroreco.detectors.sky.classical import classical_catalog
+    from astroreco.detectors.sky.fitsio import read_counts_cube
+
+    _check_method(method)
+    cube_path = Path(cube_path)
+    if cube_path.is_file() and h5py.is_hdf5(cube_path):
+        raise InputError(f"{cube_path}: an HDF5 file, expected a FITS counts cube (for a "
+                         f"patch file use `astroreco sky detect-patches`)")
+    if background is None:
+        raise InputError(f"{cube_path}: no background model: the classical significance "
+                         f"needs the expected background counts (--background BKG.fits)")
+    _check_outputs([out_catalog, out_regions], overwrite)
+    cube = read_counts_cube(cube_path, background)
+    kernels = psf_kernels(_cube_geometry(cube, cube_path), psf=psf, psf_index=psf_index)
+    found = classical_catalog(cube.counts, cube.background, kernels, cube.wcs, method,
+                              threshold=threshold)
+    write_catalog(out_catalog, found, "galactic", method=f"classical-{method}",
+                  overwrite=overwrite)
+    if out_regions is not None:
+        write_regions(out_regions, found, radius=REGION_RADIUS_DEG, overwrite=overwrite)
+    sig = found["significance"]
+    return {"cube": str(cube_path), "background": str(background), "method": method,
+            "threshold": float(threshold), "n_sources": int(len(sig)),
+            "max_significance": float(sig.max()) if len(sig) else None,
+            "catalog": str(out_catalog),
+            "regions": None if out_regions is None else str(out_regions)}
