@@ -57,8 +57,8 @@ def test_sky_bad_input(patches, tmp_path):
                            "-o", cat], ok=False), "nope.fits")
     assert_user_error(run(["sky", "detect", cube, "--background", bkg, "--method", "dao",
                            "-o", cat], ok=False), "--method", "dao")
-    assert_user_error(run(["sky", "detect", cube, "--background", bkg, "--method", "nn",
-                           "-o", cat], ok=False), "not available")
+    assert_user_error(run(["sky", "detect", cube, "--method", "nn", "--model",
+                           tmp_path / "nomodel", "-o", cat], ok=False), "nomodel")
     assert_user_error(run(["sky", "detect", patches, "--background", bkg, "-o", cat],
                           ok=False), "detect-patches")
     assert_user_error(run(["sky", "detect-patches", patches, "--method", "wavelet", "-q"],
@@ -76,3 +76,25 @@ def test_sky_bad_input(patches, tmp_path):
     assert_user_error(run(["sky", "export", patches, "--index", 9, "-o", tmp_path / "c.fits"],
                           ok=False), "--index 9")
     assert not (tmp_path / "x.h5").exists() and not cat.exists()
+
+
+def test_evaluate(patches, tmp_path):
+    run(["sky", "detect-patches", patches, "--method", "sep", "--name", "sep_eval", "-q"])
+    out = tmp_path / "eval"
+    r = run(["sky", "evaluate", patches, "-o", out, "--name", "sep_eval", "--match-radius",
+             0.3, "--flux-threshold", 4e-10])
+    s = json.loads(r.output.strip().splitlines()[-1])
+    assert set(s["methods"]) == {"sep_eval"}
+    m = s["methods"]["sep_eval"]
+    assert m["n_detections"] == len(read_detections(patches, "sep_eval")["x_pix"])
+    assert m["purity"] is None or 0 <= m["purity"] <= 1
+    assert (s["match_radius_deg"], s["flux_threshold"]) == (0.3, 4e-10)
+    stored = json.loads((out / "evaluation.json").read_text())
+    assert stored["methods"]["sep_eval"]["counts"]["n_detections"] == m["n_detections"]
+    assert (out / "report.html").is_file() and s["n_plots"] == len(list(out.glob("*.png")))
+    assert_user_error(run(["sky", "evaluate", patches, "-o", out, "--name", "nope"], ok=False),
+                      "nope", "patches.h5")
+    assert_user_error(run(["sky", "evaluate", patches, "-o", out, "--match-radius", 0],
+                          ok=False), "--match-radius")
+    assert_user_error(run(["sky", "evaluate", patches, "-o", out, "--flux-threshold", -1],
+                          ok=False), "--flux-threshold")

@@ -1,8 +1,9 @@
-"""``astroreco sky simulate|export|detect|detect-patches``.
+"""``astroreco sky simulate|export|train|detect|detect-patches``.
 
 ``detect`` reads a Fermi-style counts cube (FITS) and writes a source catalog (FITS) and DS9
-regions; ``detect-patches`` runs the same classical detection on every patch of a patch file
-(HDF5) and stores the detections in it, under ``/reco/NAME``.
+regions; ``detect-patches`` runs the same detection on every patch of a patch file (HDF5)
+and stores the detections in it, under ``/reco/NAME``; ``train`` trains the neural detector
+(the U-Net) on a patch file.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import json
 
 import click
 
-from astroreco.cli.options import out_option, overwrite_option, quiet_option, seed_option
+from astroreco.cli.options import (device_option, out_option, overwrite_option, quiet_option,
+                                   seed_option)
 
-_METHOD_HELP = "sep, photutils or peaks (nn: not available yet)."
+_METHOD_HELP = ("sep, photutils or peaks (classical, with the background model) or nn (the "
+                "neural detector, counts only).")
+_THRESHOLD_HELP = ("Classical: significance in sigma [5]; nn: probability threshold of the "
+                   "centre finder [the model's].")
+_MODEL_HELP = "nn: model directory [the shipped detector, models/sky/detector]."
 
 
 @click.group()
@@ -69,33 +75,134 @@ def export(patches, index, out, background_out, overwrite):
               help="Background-model cube (expected counts; same shape, WCS, EBOUNDS): "
                    "required by the classical methods.")
 @click.option("--method", default="sep", show_default=True, help=_METHOD_HELP)
-@click.option("--threshold", type=float, default=5.0, show_default=True,
-              help="Detection threshold on the significance map (sigma).")
+@click.option("--threshold", type=float, default=None, help=_THRESHOLD_HELP)
 @click.option("--psf", default="fermi", show_default=True,
-              help="PSF model of the kernels: fermi or cta.")
+              help="Classical: PSF model of the kernels, fermi or cta.")
+@click.option("--model", type=click.Path(), default=None, help=_MODEL_HELP)
 @out_option("Source catalog to write (FITS).")
 @click.option("--regions", type=click.Path(), default=None,
               help="Also write the sources as DS9 regions (galactic).")
 @overwrite_option()
-def detect(cube, background, method, threshold, psf, out, regions, overwrite):
+def detect(cube, background, method, threshold, psf, model, out, regions, overwrite):
     """Detect point sources in a counts CUBE (FITS); print a JSON summary."""
     from astroreco.detectors.sky.pipeline import detect_cube
 
     click.echo(json.dumps(detect_cube(cube, background=background, method=method,
-                                      threshold=threshold, psf=psf, out_catalog=out,
-                                      out_regions=regions, overwrite=overwrite)))
+                                      threshold=threshold, psf=psf, model=model,
+                                      out_catalog=out, out_regions=regions,
+                                      overwrite=overwrite)))
 
 
 @sky.command("detect-patches")
 @click.argument("patches", type=click.Path())
 @click.option("--method", default="sep", show_default=True, help=_METHOD_HELP)
-@click.option("--threshold", type=float, default=5.0, show_default=True,
-              help="Detection threshold on the significance map (sigma).")
+@click.option("--threshold", type=float, default=None, help=_THRESHOLD_HELP)
+@click.option("--model", type=click.Path(), default=None, help=_MODEL_HELP)
+@click.option("--centres", type=click.Choice(["log", "kmeans"]), default=None,
+              help="nn: centres from the probability map by Laplacian of Gaussian or "
+                   "k-means [the model's].")
+@click.option("--background-model", type=click.Path(), default=None,
+              help="Classical: take the background model from this patch file of the same "
+                   "patches (e.g. simulated with the same seed and the other --iem) instead "
+                   "of the true one.")
 @click.option("--name", default=None, help="Name under /reco (default: the method).")
 @quiet_option()
-def detect_patches(patches, method, threshold, name, quiet):
+def detect_patches(patches, method, threshold, model, centres, background_model, name,
+                   quiet):
     """Detect point sources in every patch of PATCHES (HDF5), stored under /reco/NAME."""
-    from astroreco.detectors.sky.pipeline import detect_classical
+    from astroreco.detectors.sky.pipeline import detect_classical, detect_neural
 
-    click.echo(json.dumps(detect_classical(patches, method=method, threshold=threshold,
-                                           name=name, progress=not quiet)))
+    if method == "nn":
+        result = detect_neural(patches, model=model, name=name or "nn", centres=centres,
+                               threshold=threshold, progress=not quiet)
+    else:
+        result = detect_classical(patches, method=method,
+                                  threshold=5.0 if threshold is None else threshold,
+                                  name=name, background_model=background_model,
+                                  progress=not quiet)
+    click.echo(json.dumps(result))
+
+
+@sky.command()
+@click.argument("patches", type=click.Path())
+@out_option("Run directory: checkpoints, logs and the trained model in OUT/model.")
+@click.option("--val-patches", type=click.Path(), default=None,
+              help="Separate validation file [the last 10% of PATCHES].")
+@click.option("--scale", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True,
+              help="cpu: ~124k parameters (branch width 4, U-Net width 8, depth 3); paper: "
+                   "31M (16, 64, 4), a GPU job.")
+@click.option("--label-min-flux", type=float, default=1e-10, show_default=True,
+              help="Sources fainter than this S(1-100 GeV) (ph cm-2 s-1) are not labelled.")
+@click.option("--mask-radius", type=float, default=1.5, show_default=True,
+              help="Radius of the labelled disc around a source (pixels).")
+@click.option("--centres", type=click.Choice(["log", "kmeans"]), default="log",
+              show_default=True, help="Default centre finder stored with the model.")
+@click.option("--threshold", type=float, default=0.3, show_default=True,
+              help="Default probability threshold of the centre finder.")
+@click.option("--epochs", type=int, default=None, help="[cpu: 10; paper: 50]")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--patience", type=int, default=3, show_default=True)
+@click.option("--max-steps-per-epoch", type=int, default=None)
+@click.option("--threads", type=int, default=None, help="torch CPU threads [torch's default].")
+@click.option("--init", "init", type=click.Path(), default=None,
+              help="Start from this trained sky detector (same network).")
+@device_option()
+@seed_option()
+@overwrite_option()
+@quiet_option()
+def train(patches, out, val_patches, scale, label_min_flux, mask_radius, centres, threshold,
+          epochs, batch_size, lr, patience, max_steps_per_epoch, threads, init, device, seed,
+          overwrite, quiet):
+    """Train the U-Net source detector on simulated PATCHES (with truth)."""
+    import sys
+
+    from astroreco.detectors.sky.neural import SkyNetConfig
+    from astroreco.detectors.sky.pipeline import geometry_of
+    from astroreco.detectors.sky.train import train as run
+    from astroreco.training import OptimConfig, TrainConfig
+
+    g = geometry_of(patches)
+    net = SkyNetConfig(n_energy=g.n_energy, n_pix=g.n_pix, scale=scale,
+                       label_min_flux=label_min_flux, mask_radius_pix=mask_radius,
+                       centres=centres, threshold=threshold)
+    config = TrainConfig(max_epochs=epochs or (50 if scale == "paper" else 10),
+                         batch_size=batch_size, patience=patience, seed=seed,
+                         progress=not quiet, threads=threads, chunk_size=1024,
+                         accelerator="gpu" if device.startswith("cuda") else "cpu",
+                         max_steps_per_epoch=max_steps_per_epoch, optim=OptimConfig(lr=lr))
+    summary = run(patches, out, net=net, config=config, val_events=val_patches, init=init,
+                  overwrite=overwrite, command="astroreco sky train " + " ".join(sys.argv[3:]))
+    click.echo(json.dumps(summary))
+
+
+@sky.command()
+@click.argument("patches", type=click.Path())
+@out_option("Directory for evaluation.json, the plots and report.html.")
+@click.option("--name", "names", multiple=True,
+              help="Detections (/reco/NAME) to score; repeat for several (default: every "
+                   "stored one).")
+@click.option("--match-radius", type=float, default=0.3, show_default=True,
+              help="Largest distance (deg) of a detection from its true source.")
+@click.option("--flux-threshold", type=float, default=4e-10, show_default=True,
+              help="S(1-100 GeV) (ph cm^-2 s^-1) above which the recall is quoted.")
+def evaluate(patches, out, names, match_radius, flux_threshold):
+    """Score the detections stored in PATCHES against the true sources, side by side;
+    print a JSON summary."""
+    from astroreco.detectors.sky.evaluate import evaluate as run
+
+    r = run(patches, out, names=list(names) or None, match_radius_deg=match_radius,
+            flux_threshold=flux_threshold)
+    summary = {n: {"n_detections": m["counts"]["n_detections"], "purity": m["purity"],
+                   "recall_above": m["recall_above"], "f1": m["f1"],
+                   "best_recall": m["operating_point"]["recall"],
+                   "best_threshold": m["operating_point"]["threshold"],
+                   "r68_deg": m["localisation"]["r68_deg"],
+                   "r95_deg": m["localisation"]["r95_deg"]}
+               for n, m in r["methods"].items()}
+    click.echo(json.dumps({"file": r["file"], "n_patches": r["n_patches"],
+                           "match_radius_deg": r["options"]["match_radius_deg"],
+                           "flux_threshold": r["options"]["flux_threshold"],
+                           "evaluation": r["evaluation"],
+                           "report": r["report"], "n_plots": len(r["plots"]),
+                           "methods": summary}))

@@ -185,8 +185,10 @@ def test_photutils_without_scikit_image(monkeypatch):
                         lambda name, *a: None if name == "skimage" else real_find_spec(name, *a))
     with pytest.raises(InputError, match="needs scikit-image .* deblend=False"):
         detect_photutils(image, 5.0)
-    found = detect_photutils(image, 5.0, deblend=False)
+    found = detect_photutils(image, 5.0, deblend=False, position="centroid")
     np.testing.assert_allclose([found["x_pix"][0], found["y_pix"][0]], [9.0, 9.0])
+    found = detect_photutils(image, 5.0, deblend=False)  # a pixel of the flat top
+    assert 8 <= found["x_pix"][0] <= 10 and 8 <= found["y_pix"][0] <= 10
 
 
 def test_detect_peaks_separation_and_bad_input():
@@ -254,3 +256,22 @@ def test_public_api():
     assert set(classical.__all__) == {
         "SignificanceMaps", "significance_map", "detect_sep", "detect_photutils",
         "detect_peaks", "ts_map_gammapy", "pixel_to_galactic", "classical_catalog", "METHODS"}
+
+
+def test_sep_peak_positions_resist_a_blended_neighbour():
+    """Two sources whose significance blobs share one segment: sep's barycentre is pulled
+    towards the fainter one, the refined peak stays on the brighter one."""
+    pytest.importorskip("sep")
+    y, x = np.mgrid[:40, :40]
+
+    def blob(x0, y0, a):
+        return a * np.exp(-0.5 * ((x - x0) ** 2 + (y - y0) ** 2) / 2.5 ** 2)
+
+    image = blob(15.3, 20.2, 40.0) + blob(21.0, 20.0, 15.0)
+    peak = detect_sep(image, 5.0, deblend_cont=1.0)  # no deblending: one segment
+    bary = detect_sep(image, 5.0, deblend_cont=1.0, position="barycentre")
+    assert len(peak["x_pix"]) == len(bary["x_pix"]) == 1
+    assert np.hypot(peak["x_pix"][0] - 15.3, peak["y_pix"][0] - 20.2) < 0.3
+    assert bary["x_pix"][0] - 15.3 > 1.0
+    with pytest.raises(InputError, match="position"):
+        detect_sep(image, 5.0, position="centroid")

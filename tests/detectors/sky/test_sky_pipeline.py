@@ -136,9 +136,12 @@ def test_detect_classical_stores_ragged_detections(files):
     assert set(det) == {"patch", "patch_id", *[f for f, *_ in pipeline.RECO_FIELDS]}
     assert len(det["x_pix"]) == s["n_detections"] > 0
     kernels = pipeline.psf_kernels(batch.config)
+    bins = pipeline.classical_bins(batch.config.geometry.energy_edges_gev)
+    assert bins == [1, 2, 3, 4, 5]  # from 1.16 GeV: the 0.3-1.16 GeV bin is left out
+    assert s["bins"] == bins
     for i in range(N):
         direct = classical_catalog(batch.counts[i], batch.background[i], kernels,
-                                   batch.wcs(i), "peaks", threshold=6.0)
+                                   batch.wcs(i), "peaks", threshold=6.0, bins=bins)
         sel = det["patch"] == i
         for k in ("x_pix", "y_pix", "l_deg", "b_deg", "significance"):
             np.testing.assert_allclose(det[k][sel], direct[k], rtol=1e-12)
@@ -217,7 +220,7 @@ def test_detect_cube_bad_input(files, tmp_path):
     pipeline.export_cube(path, 0, cube, bkg)
     cases = [
         (dict(cube_path=cube), ("cube.fits", "background")),
-        (dict(cube_path=cube, background=bkg, method="nn"), ("nn", "not available")),
+        (dict(cube_path=cube, method="nn", model=tmp_path / "nomodel"), ("nomodel",)),
         (dict(cube_path=cube, background=bkg, method="dao"), ("dao", "sep")),
         (dict(cube_path=tmp_path / "nope.fits", background=bkg), ("nope.fits",)),
         (dict(cube_path=path, background=bkg), ("detect-patches",)),
@@ -275,7 +278,7 @@ def test_simulate_export_bad_input(files, tmp_path):
     _one_line(e, "c.fits")
     with pytest.raises(InputError) as e:
         pipeline.detect_classical(path, method="nn")
-    _one_line(e, "not available")
+    _one_line(e, "detect_neural")
     with pytest.raises(InputError) as e:
         pipeline.read_patches(tmp_path / "missing.h5")
     _one_line(e, "missing.h5")
@@ -303,3 +306,43 @@ def test_public_api():
     names = [c.name for c in pipeline.PATCH_SCHEMA.per_event]
     assert names == ["counts", "background", "centre"]
     assert pipeline.PATCH_SCHEMA.per_event[0].shape == (6, 64, 64)
+
+
+def test_classical_bins():
+    edges = [0.3, 1.16, 4.5, 17.3, 1000.0]
+    assert pipeline.classical_bins(edges) == [1, 2, 3]
+    assert pipeline.classical_bins(edges, None) == [0, 1, 2, 3]
+    assert pipeline.classical_bins(edges, 0.3) == [0, 1, 2, 3]
+    assert pipeline.classical_bins(edges, 5000.0) == [0, 1, 2, 3]  # none qualifies: all
+
+
+def test_classical_detection_with_another_background_model(files, tmp_path):
+    """The analyst's background model (the same patches under the other IEM) replaces the
+    true one; files of other patches are refused."""
+    path = files[0]
+    other = tmp_path / "iem_b.h5"
+    pipeline.simulate(other, n_patches=N, seed=SEED, iem="B", progress=False, **HIGH_B)
+    s = pipeline.detect_classical(path, method="peaks", name="peaks_b", threshold=6.0,
+                                  background_model=other, progress=False)
+    assert s["background_iem"] == "B"
+    det = pipeline.read_detections(path, "peaks_b")
+    data, model = pipeline.read_patches(path), pipeline.read_patches(other)
+    assert not np.allclose(data.background, model.background)
+    cfg = pipeline.config_of(path)
+    kernels = pipeline.psf_kernels(cfg)
+    bins = pipeline.classical_bins(cfg.geometry.energy_edges_gev)
+    for i in range(N):
+        direct = classical_catalog(data.counts[i], model.background[i], kernels,
+                                   cfg.geometry.wcs(*data.centres[i]), "peaks",
+                                   threshold=6.0, bins=bins)
+        np.testing.assert_allclose(det["x_pix"][det["patch"] == i], direct["x_pix"])
+    fewer = tmp_path / "fewer.h5"
+    pipeline.simulate(fewer, n_patches=N - 1, seed=SEED, iem="B", progress=False, **HIGH_B)
+    with pytest.raises(InputError) as e:
+        pipeline.detect_classical(path, background_model=fewer, progress=False)
+    _one_line(e, "fewer.h5", "same patches")
+    moved = tmp_path / "moved.h5"
+    pipeline.simulate(moved, n_patches=N, seed=SEED + 1, iem="B", progress=False, **HIGH_B)
+    with pytest.raises(InputError) as e:
+        pipeline.detect_classical(path, background_model=moved, progress=False)
+    _one_line(e, "moved.h5", "centres differ")

