@@ -31,8 +31,10 @@ from astroreco.errors import InputError
 
 __all__ = ["centres_kmeans", "centres_log"]
 
-#: Mean-shift iterations of the LoG centre refinement (each shrinks the error by ~2).
+#: Mean-shift iterations of the LoG centre refinement (each shrinks the error by ~2), and
+#: the step (pixels) below which it stops.
 _REFINE_ITER = 30
+_REFINE_TOL = 1e-4
 
 
 def _as_prob_map(prob_map) -> np.ndarray:
@@ -153,21 +155,24 @@ def _refine_centre(p: np.ndarray, x0: int, y0: int, width: float
     r = int(math.ceil(3.0 * width)) + 1
     y_lo, y_hi = max(y0 - r, 0), min(y0 + r + 1, p.shape[0])
     x_lo, x_hi = max(x0 - r, 0), min(x0 + r + 1, p.shape[1])
-    yy, xx = np.mgrid[y_lo:y_hi, x_lo:x_hi]  # (h, w) window coordinates
+    ys, xs = np.arange(y_lo, y_hi, dtype=np.float64), np.arange(x_lo, x_hi, dtype=np.float64)
     win = p[y_lo:y_hi, x_lo:x_hi]
     cx, cy = float(x0), float(y0)
     for _ in range(_REFINE_ITER):
-        w = win * np.exp(-0.5 * ((xx - cx) ** 2 + (yy - cy) ** 2) / width ** 2)
-        total = w.sum()
+        # the Gaussian window is separable: three small matrix-vector products
+        wx = np.exp(-0.5 * (xs - cx) ** 2 / width ** 2)
+        wy = np.exp(-0.5 * (ys - cy) ** 2 / width ** 2)
+        col = win @ wx  # (h,) rows weighted along x
+        total = float(wy @ col)
         if total <= 0:
             break
-        nx = min(max((w * xx).sum() / total, x0 - 1.0), x0 + 1.0)
-        ny = min(max((w * yy).sum() / total, y0 - 1.0), y0 + 1.0)
-        done = abs(nx - cx) < 1e-6 and abs(ny - cy) < 1e-6
+        nx = min(max(float(wy @ (win @ (wx * xs))) / total, x0 - 1.0), x0 + 1.0)
+        ny = min(max(float((wy * ys) @ col) / total, y0 - 1.0), y0 + 1.0)
+        done = abs(nx - cx) < _REFINE_TOL and abs(ny - cy) < _REFINE_TOL
         cx, cy = nx, ny
         if done:
             break
-    near = (xx - cx) ** 2 + (yy - cy) ** 2 <= (2.0 * width) ** 2
+    near = (xs[None, :] - cx) ** 2 + (ys[:, None] - cy) ** 2 <= (2.0 * width) ** 2
     return cx, cy, float(win[near].sum())
 
 
