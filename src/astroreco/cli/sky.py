@@ -79,16 +79,23 @@ def export(patches, index, out, background_out, overwrite):
 @click.option("--psf", default="fermi", show_default=True,
               help="Classical: PSF model of the kernels, fermi or cta.")
 @click.option("--model", type=click.Path(), default=None, help=_MODEL_HELP)
+@click.option("--refiner", type=click.Path(), default=None,
+              help="nn: position/flux ensemble (model directory): position errors and "
+                   "fluxes in the catalog (needs --background).")
+@click.option("--extension-model", type=click.Path(), default=None,
+              help="nn: extension classifier (model directory; needs --background).")
 @out_option("Source catalog to write (FITS).")
 @click.option("--regions", type=click.Path(), default=None,
               help="Also write the sources as DS9 regions (galactic).")
 @overwrite_option()
-def detect(cube, background, method, threshold, psf, model, out, regions, overwrite):
+def detect(cube, background, method, threshold, psf, model, refiner, extension_model, out,
+           regions, overwrite):
     """Detect point sources in a counts CUBE (FITS); print a JSON summary."""
     from astroreco.detectors.sky.pipeline import detect_cube
 
     click.echo(json.dumps(detect_cube(cube, background=background, method=method,
                                       threshold=threshold, psf=psf, model=model,
+                                      refiner=refiner, extension=extension_model,
                                       out_catalog=out, out_regions=regions,
                                       overwrite=overwrite)))
 
@@ -101,20 +108,27 @@ def detect(cube, background, method, threshold, psf, model, out, regions, overwr
 @click.option("--centres", type=click.Choice(["log", "kmeans"]), default=None,
               help="nn: centres from the probability map by Laplacian of Gaussian or "
                    "k-means [the model's].")
+@click.option("--refiner", type=click.Path(), default=None,
+              help="nn: position/flux ensemble (model directory, e.g. models/sky/refine): "
+                   "refined positions with errors, fluxes.")
+@click.option("--extension-model", type=click.Path(), default=None,
+              help="nn: extension classifier (model directory, e.g. models/sky/extension).")
 @click.option("--background-model", type=click.Path(), default=None,
-              help="Classical: take the background model from this patch file of the same "
-                   "patches (e.g. simulated with the same seed and the other --iem) instead "
-                   "of the true one.")
+              help="Take the background model from this patch file of the same patches "
+                   "(e.g. simulated with the same seed and the other --iem) instead of the "
+                   "true one (classical methods; the per-source networks of nn).")
 @click.option("--name", default=None, help="Name under /reco (default: the method).")
 @quiet_option()
-def detect_patches(patches, method, threshold, model, centres, background_model, name,
-                   quiet):
+def detect_patches(patches, method, threshold, model, centres, refiner, extension_model,
+                   background_model, name, quiet):
     """Detect point sources in every patch of PATCHES (HDF5), stored under /reco/NAME."""
     from astroreco.detectors.sky.pipeline import detect_classical, detect_neural
 
     if method == "nn":
         result = detect_neural(patches, model=model, name=name or "nn", centres=centres,
-                               threshold=threshold, progress=not quiet)
+                               threshold=threshold, refiner=refiner,
+                               extension=extension_model, background_model=background_model,
+                               progress=not quiet)
     else:
         result = detect_classical(patches, method=method,
                                   threshold=5.0 if threshold is None else threshold,

@@ -152,3 +152,58 @@ def test_neural_detector_bad_input(trained, tmp_path):
 
     with pytest.raises(InputError, match="'sky', expected one for 'ecal'"):
         load_model_dir(summary["model"], detector="ecal")
+
+
+@pytest.fixture(scope="module")
+def per_source(trained):
+    """A one-member position/flux ensemble and an extension classifier, tiny."""
+    from astroreco.detectors.sky.classify import ClassifyConfig, train_classifier
+    from astroreco.detectors.sky.refine import RefineConfig, train_refiner
+
+    d, _, val_file = trained
+    tiny = dict(widths=(4, 8, 8), n_features=16, hidden=(16,))
+    cfg = TrainConfig(max_epochs=1, batch_size=32, patience=2, progress=False, threads=1,
+                      chunk_size=256, optim=OptimConfig(lr=2e-3, warmup_steps=4))
+    ref = train_refiner(d / "train.h5", d / "refine", cfg=RefineConfig(members=1, **tiny),
+                        config=cfg, val_events=val_file)
+    ext = train_classifier(d / "train.h5", d / "extension", task="extension",
+                           cfg=ClassifyConfig(task="extension", **tiny), config=cfg,
+                           val_events=val_file)
+    return ref["model"], ext["model"]
+
+
+def test_per_source_networks_add_errors_fluxes_and_extension(trained, per_source, tmp_path):
+    from astroreco.detectors.sky.evaluate import score
+
+    _, summary, val_file = trained
+    refiner, extension = per_source
+    pipeline.detect_neural(val_file, model=summary["model"], name="nn_plain", progress=False)
+    s = pipeline.detect_neural(val_file, model=summary["model"], name="nn_full",
+                               refiner=refiner, extension=extension, progress=False)
+    plain = pipeline.read_detections(val_file, "nn_plain")
+    det = pipeline.read_detections(val_file, "nn_full")
+    assert s["n_detections"] == len(plain["x_pix"]) == len(det["x_pix"]) > 0
+    assert np.all(np.abs(det["x_pix"] - plain["x_pix"]) < 16)   # refined, not replaced
+    assert np.all(det["pos_sigma_deg"] > 0) and np.all(det["flux"] > 0)
+    assert np.all(np.isfinite(det["flux_err"]))
+    p = np.stack([det[f"p_ext{k}"] for k in range(3)], 1)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(det["ext_class"], p.argmax(1))
+    r = score(val_file, ["nn_full"])["methods"]["nn_full"]
+    assert r["position_pulls"] is not None and r["flux"] is not None
+    assert r["classification"]["extension"]["n"] > 0
+    # a FITS cube with its background: the catalog carries errors, fluxes, extension
+    cube, bkg, cat = tmp_path / "c.fits", tmp_path / "b.fits", tmp_path / "cat.fits"
+    pipeline.export_cube(val_file, 0, cube, bkg)
+    with pytest.raises(InputError, match="--background"):
+        pipeline.detect_cube(cube, method="nn", model=summary["model"], refiner=refiner,
+                             out_catalog=cat)
+    pipeline.detect_cube(cube, background=bkg, method="nn", model=summary["model"],
+                         refiner=refiner, extension=extension, out_catalog=cat,
+                         out_regions=tmp_path / "r.reg")
+    cols = read_catalog(cat).columns
+    first = det["patch"] == 0
+    np.testing.assert_allclose(np.sort(cols["FLUX"]), np.sort(det["flux"][first]), rtol=1e-5)
+    np.testing.assert_allclose(np.sort(cols["POS_ERR_95"] / cols["POS_ERR"]),
+                               2.448 / 1.510, rtol=1e-3)
+    assert set(np.unique(cols["EXT_CLASS"])) <= {0, 1, 2}

@@ -292,8 +292,102 @@ class NeuralDetector:
         return result
 
 
+#: columns added by the position/flux ensemble (:class:`~astroreco.detectors.sky.refine.Refiner`)
+REFINE_FIELDS = (
+    ("pos_sigma_deg", "f8", "deg", "1-sigma position error per axis (circular), aleatoric + "
+                                   "epistemic"),
+    ("flux", "f8", "ph cm-2 s-1", "S(1-100 GeV), median of the predicted log-normal"),
+    ("flux_err", "f8", "ph cm-2 s-1", "1-sigma error of flux (delta method)"),
+)
+#: columns added by the extension classifier (:class:`~astroreco.detectors.sky.classify.Classifier`)
+EXTENSION_FIELDS = (
+    ("p_ext0", "f8", "", "probability of extension class 0 (sigma < 0.1 deg)"),
+    ("p_ext1", "f8", "", "probability of extension class 1 (0.1-0.3 deg)"),
+    ("p_ext2", "f8", "", "probability of extension class 2 (> 0.3 deg)"),
+    ("ext_class", "i1", "", "most probable extension class"),
+)
+
+
+def catalog_columns(found: dict) -> dict:
+    """Detections with the per-source columns renamed for
+    :func:`~astroreco.detectors.sky.catalog.write_catalog` (``POS_ERR``/``POS_ERR_95`` the
+    68%/95% radii from ``pos_sigma_deg``; flux, extension probabilities and class)."""
+    from astroreco.detectors.sky.evaluate import R68_SIGMA, R95_SIGMA
+
+    out = {k: v for k, v in found.items()
+           if k not in ("pos_sigma_deg", "flux", "flux_err", "ext_class")
+           and not k.startswith("p_ext")}
+    if "pos_sigma_deg" in found:
+        out["POS_ERR"] = R68_SIGMA * np.asarray(found["pos_sigma_deg"])
+        out["POS_ERR_95"] = R95_SIGMA * np.asarray(found["pos_sigma_deg"])
+    for k, name in (("flux", "FLUX"), ("flux_err", "FLUX_ERR"), ("ext_class", "EXT_CLASS"),
+                    ("p_ext0", "P_EXT0"), ("p_ext1", "P_EXT1"), ("p_ext2", "P_EXT2")):
+        if k in found:
+            out[name] = found[k]
+    return out
+
+
+def characterise(found: list[dict], counts, background, wcs_list, pixel_deg: float, *,
+                 refiner=None, extension=None) -> list[dict]:
+    """Per-patch detections (:meth:`NeuralDetector.detect`) refined by the position/flux
+    ensemble and classified by extension, from cut-outs of ``counts`` and ``background``
+    ``(n, E, H, W)`` (the analysis's background model).
+
+    ``refiner``: a :class:`~astroreco.detectors.sky.refine.Refiner` (positions replaced by
+    the refined ones, ``(l, b)`` recomputed; :data:`REFINE_FIELDS` added); ``extension``:
+    a :class:`~astroreco.detectors.sky.classify.Classifier` of the ``extension`` task
+    (:data:`EXTENSION_FIELDS`, at the refined positions).  Either may be None.
+    """
+    from astroreco.detectors.sky.classical import pixel_to_galactic
+
+    if refiner is None and extension is None:
+        return found
+    sizes = [len(f["x_pix"]) for f in found]
+    if not sum(sizes):
+        fields = (REFINE_FIELDS if refiner is not None else ()) + \
+            (EXTENSION_FIELDS if extension is not None else ())
+        return [{**f, **{k: np.zeros(0, dt) for k, dt, *_ in fields}} for f in found]
+    patch = np.repeat(np.arange(len(found)), sizes)
+    x = np.concatenate([f["x_pix"] for f in found]).astype(np.float64)
+    y = np.concatenate([f["y_pix"] for f in found]).astype(np.float64)
+    extra = {}
+    if refiner is not None:
+        r = refiner.predict_batch(counts, background, patch, x, y)
+        x, y = r["x_pix"], r["y_pix"]
+        extra.update(pos_sigma_deg=r["pos_sigma_pix"] * pixel_deg, flux=r["flux"],
+                     flux_err=r["flux_err"])
+    if extension is not None:
+        if getattr(extension.config, "task", None) != "extension":
+            raise InputError(f"{extension.model_dir}: not an extension classifier")
+        probs = extension.predict_batch(counts, background, patch, x, y)
+        extra.update({f"p_ext{k}": probs[:, k] for k in range(3)},
+                     ext_class=np.argmax(probs, axis=1).astype(np.int8))
+    out = []
+    for i, f in enumerate(found):
+        sel = patch == i
+        row = {**f, "x_pix": x[sel], "y_pix": y[sel], **{k: v[sel] for k, v in extra.items()}}
+        if refiner is not None and sel.any():
+            row["l_deg"], row["b_deg"] = pixel_to_galactic(x[sel], y[sel], wcs_list[i])
+        out.append(row)
+    return out
+
+
 def default_model_dir():
     """The shipped default detector (see :func:`astroreco.io.modeldir.shipped_model_dir`)."""
     from astroreco.io.modeldir import shipped_model_dir
 
     return shipped_model_dir("sky") / "detector"
+
+
+def default_refiner_dir():
+    """The shipped position/flux ensemble (``models/sky/refine``)."""
+    from astroreco.io.modeldir import shipped_model_dir
+
+    return shipped_model_dir("sky") / "refine"
+
+
+def default_extension_dir():
+    """The shipped extension classifier (``models/sky/extension``)."""
+    from astroreco.io.modeldir import shipped_model_dir
+
+    return shipped_model_dir("sky") / "extension"

@@ -419,42 +419,74 @@ def _check_background_model(path, other, n: int) -> str:
 
 
 def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = None,
-                  threshold: float | None = None, chunk_size: int = 256,
+                  threshold: float | None = None, refiner=None, extension=None,
+                  background_model=None, chunk_size: int = 256,
                   progress: bool = True) -> dict:
     """The neural detector (:class:`~astroreco.detectors.sky.neural.NeuralDetector`) on
     every patch of ``path``; detections stored under ``/reco/<name>`` (ragged:
-    :data:`~astroreco.detectors.sky.neural.NN_RECO_FIELDS` per patch).
+    :data:`~astroreco.detectors.sky.neural.NN_RECO_FIELDS` per patch, plus the columns of
+    the per-source networks given).
 
     ``model``: a model directory (default: the shipped detector); ``centres`` (``log`` or
-    ``kmeans``) and ``threshold`` override the model's centre finder.  Only the counts are
-    used, not the stored background model.
+    ``kmeans``) and ``threshold`` override the model's centre finder.  The detection uses
+    the counts only.  ``refiner`` (position/flux ensemble) and ``extension`` (extension
+    classifier) are model directories; they see cut-outs of the counts and of the
+    background model: the stored (true) one, or that of ``background_model`` (a patch file
+    of the same patches, see :func:`detect_classical`).
     """
-    from astroreco.detectors.sky.neural import NN_RECO_FIELDS, NeuralDetector
+    from astroreco.detectors.sky.neural import (EXTENSION_FIELDS, NN_RECO_FIELDS,
+                                                REFINE_FIELDS, NeuralDetector, characterise)
     from astroreco.io.store import write_reconstruction
 
     chunk_size = _check_count(chunk_size, "--chunk-size")
     detector = NeuralDetector(model, centres=centres, threshold=threshold)
+    ref = ext = None
+    fields = NN_RECO_FIELDS
+    if refiner is not None:
+        from astroreco.detectors.sky.refine import Refiner
+
+        ref = Refiner(refiner)
+        fields = fields + REFINE_FIELDS
+    if extension is not None:
+        from astroreco.detectors.sky.classify import Classifier
+
+        ext = Classifier(extension)
+        fields = fields + EXTENSION_FIELDS
     g = geometry_of(path)
     with EventFile(path, PATCH_SCHEMA) as ef:
         n = ef.n_events
+    if background_model is not None:
+        _check_background_model(path, background_model, n)
     parts, sizes = [], []
     t0 = time.perf_counter()
     with progress_bar(f"{name}: detecting sources in {n} patches", total=n,
                       enabled=progress) as bar:
         for s in range(0, n, chunk_size):
             data = read_patches(path, s, min(n, s + chunk_size))
-            found = detector.detect(data.counts, [g.wcs(*c) for c in data.centres])
+            wcs = [g.wcs(*c) for c in data.centres]
+            found = detector.detect(data.counts, wcs)
+            if ref is not None or ext is not None:
+                bkg = data.background if background_model is None else \
+                    read_patches(background_model, s, min(n, s + chunk_size)).background
+                found = characterise(found, data.counts, bkg, wcs, g.pixel_deg,
+                                     refiner=ref, extension=ext)
             parts += found
             sizes += [len(f["x_pix"]) for f in found]
             bar.advance(len(data.counts))
     seconds = time.perf_counter() - t0
     table = {f: np.concatenate([p[f] for p in parts]).astype(dt) if parts else np.zeros(0, dt)
-             for f, dt, *_ in NN_RECO_FIELDS}
+             for f, dt, *_ in fields}
     offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-    write_reconstruction(path, name, table, fields=NN_RECO_FIELDS, offsets=offsets,
-                         config={"method": "nn", **detector.config_dict()})
+    write_reconstruction(path, name, table, fields=fields, offsets=offsets,
+                         config={"method": "nn", **detector.config_dict(),
+                                 "refiner": None if refiner is None else str(refiner),
+                                 "extension": None if extension is None else str(extension),
+                                 "background_model": (None if background_model is None
+                                                      else str(background_model))})
     return {"file": str(path), "name": name, "method": "nn", "model": detector.model_dir,
             "centres": detector.config.centres, "threshold": detector.config.threshold,
+            "refiner": None if refiner is None else str(refiner),
+            "extension": None if extension is None else str(extension),
             "n_patches": int(n), "n_detections": int(offsets[-1]),
             "patches_per_second": round(n / seconds, 1) if seconds > 0 else None}
 
@@ -527,8 +559,9 @@ def _cube_geometry(cube, where) -> SkyGeometry:
 
 def detect_cube(cube_path, *, background=None, method: str = "sep",
                 threshold: float | None = None, out_catalog, out_regions=None,
-                psf: str = "fermi", psf_index: float = 2.2, model=None,
-                min_energy_gev: float | None = MIN_ENERGY_GEV, overwrite: bool = False) -> dict:
+                psf: str = "fermi", psf_index: float = 2.2, model=None, refiner=None,
+                extension=None, min_energy_gev: float | None = MIN_ENERGY_GEV,
+                overwrite: bool = False) -> dict:
     """Source detection on a Fermi-style counts cube; writes a FITS source catalog and,
     optionally, DS9 regions.
 
@@ -554,6 +587,10 @@ def detect_cube(cube_path, *, background=None, method: str = "sep",
     model : path-like, optional
         ``nn``: the model directory (default: the shipped detector).  It was trained on
         maps of its simulation's pixel size and energy bins: give it cubes binned alike.
+    refiner, extension : path-like, optional
+        ``nn``: the position/flux ensemble and the extension classifier (model
+        directories); they need the background cube.  The catalog then carries the
+        position errors (68% and 95% radii), fluxes and extension probabilities.
 
     Returns
     -------
@@ -570,6 +607,9 @@ def detect_cube(cube_path, *, background=None, method: str = "sep",
     if cube_path.is_file() and h5py.is_hdf5(cube_path):
         raise InputError(f"{cube_path}: an HDF5 file, expected a FITS counts cube (for a "
                          f"patch file use `astroreco sky detect-patches`)")
+    if method == "nn" and background is None and (refiner or extension):
+        raise InputError(f"{cube_path}: the per-source networks (--refiner, "
+                         f"--extension-model) need the background model (--background)")
     if background is None and method != "nn":
         raise InputError(f"{cube_path}: no background model: the classical significance "
                          f"needs the expected background counts (--background BKG.fits)")
@@ -578,8 +618,20 @@ def detect_cube(cube_path, *, background=None, method: str = "sep",
     if method == "nn":
         from astroreco.detectors.sky.neural import NeuralDetector
 
+        from astroreco.detectors.sky.neural import catalog_columns, characterise
+
         detector = NeuralDetector(model, threshold=threshold)
         found = detector.detect(cube.counts[None], [cube.wcs])[0]
+        if refiner is not None or extension is not None:
+            from astroreco.detectors.sky.classify import Classifier
+            from astroreco.detectors.sky.refine import Refiner
+
+            found = characterise(
+                [found], cube.counts[None], cube.background[None], [cube.wcs],
+                _cube_geometry(cube, cube_path).pixel_deg,
+                refiner=None if refiner is None else Refiner(refiner),
+                extension=None if extension is None else Classifier(extension))[0]
+        found = catalog_columns(found)
         threshold = detector.config.threshold
         score, label = found["score"], f"nn-{detector.config.centres}"
     else:
@@ -593,7 +645,9 @@ def detect_cube(cube_path, *, background=None, method: str = "sep",
         score, label = found["significance"], f"classical-{method}"
     write_catalog(out_catalog, found, "galactic", method=label, overwrite=overwrite)
     if out_regions is not None:
-        write_regions(out_regions, found, radius=REGION_RADIUS_DEG, overwrite=overwrite)
+        write_regions(out_regions, found,
+                      radius="POS_ERR_95" if "POS_ERR_95" in found else REGION_RADIUS_DEG,
+                      overwrite=overwrite)
     return {"cube": str(cube_path),
             "background": None if background is None else str(background),
             "method": method, "threshold": float(threshold), "n_sources": int(len(score)),
