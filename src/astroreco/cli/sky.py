@@ -142,6 +142,13 @@ def detect_patches(patches, method, threshold, model, centres, refiner, extensio
 @out_option("Run directory: checkpoints, logs and the trained model in OUT/model.")
 @click.option("--val-patches", type=click.Path(), default=None,
               help="Separate validation file [the last 10% of PATCHES].")
+@click.option("--task", type=click.Choice(["detect", "refine", "extension", "class"]),
+              default="detect", show_default=True,
+              help="detect: the U-Net source detector; refine: the deep ensemble of position "
+                   "and flux from cut-outs; extension: C0/C1/C2 classifier; class: AGN vs "
+                   "pulsar (needs patches simulated with --time-bins).")
+@click.option("--members", type=int, default=5, show_default=True,
+              help="refine: ensemble members (the seed used 15).")
 @click.option("--scale", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True,
               help="cpu: ~124k parameters (branch width 4, U-Net width 8, depth 3); paper: "
                    "31M (16, 64, 4), a GPU job.")
@@ -165,10 +172,11 @@ def detect_patches(patches, method, threshold, model, centres, refiner, extensio
 @seed_option()
 @overwrite_option()
 @quiet_option()
-def train(patches, out, val_patches, scale, label_min_flux, mask_radius, centres, threshold,
-          epochs, batch_size, lr, patience, max_steps_per_epoch, threads, init, device, seed,
-          overwrite, quiet):
-    """Train the U-Net source detector on simulated PATCHES (with truth)."""
+def train(patches, out, val_patches, task, members, scale, label_min_flux, mask_radius,
+          centres, threshold, epochs, batch_size, lr, patience, max_steps_per_epoch, threads,
+          init, device, seed, overwrite, quiet):
+    """Train a sky network on simulated PATCHES (with truth): the U-Net source detector or
+    a per-source network (--task)."""
     import sys
 
     from astroreco.detectors.sky.neural import SkyNetConfig
@@ -176,6 +184,27 @@ def train(patches, out, val_patches, scale, label_min_flux, mask_radius, centres
     from astroreco.detectors.sky.train import train as run
     from astroreco.training import OptimConfig, TrainConfig
 
+    command = "astroreco sky train " + " ".join(sys.argv[3:])
+    if task != "detect":
+        from astroreco.detectors.sky.classify import ClassifyConfig, train_classifier
+        from astroreco.detectors.sky.refine import RefineConfig, train_refiner
+
+        config = TrainConfig(max_epochs=epochs or 8, batch_size=batch_size, patience=patience,
+                             seed=seed, progress=not quiet, threads=threads, chunk_size=4096,
+                             accelerator="gpu" if device.startswith("cuda") else "cpu",
+                             max_steps_per_epoch=max_steps_per_epoch,
+                             optim=OptimConfig(lr=lr))
+        if task == "refine":
+            summary = train_refiner(patches, out, cfg=RefineConfig(members=members),
+                                    config=config, val_events=val_patches, command=command,
+                                    overwrite=overwrite)
+        else:
+            summary = train_classifier(patches, out, task=task,
+                                       cfg=ClassifyConfig(task=task), config=config,
+                                       val_events=val_patches, command=command,
+                                       overwrite=overwrite)
+        click.echo(json.dumps(summary, default=str))
+        return
     g = geometry_of(patches)
     net = SkyNetConfig(n_energy=g.n_energy, n_pix=g.n_pix, scale=scale,
                        label_min_flux=label_min_flux, mask_radius_pix=mask_radius,
@@ -186,7 +215,7 @@ def train(patches, out, val_patches, scale, label_min_flux, mask_radius, centres
                          accelerator="gpu" if device.startswith("cuda") else "cpu",
                          max_steps_per_epoch=max_steps_per_epoch, optim=OptimConfig(lr=lr))
     summary = run(patches, out, net=net, config=config, val_events=val_patches, init=init,
-                  overwrite=overwrite, command="astroreco sky train " + " ".join(sys.argv[3:]))
+                  overwrite=overwrite, command=command)
     click.echo(json.dumps(summary))
 
 
