@@ -16,6 +16,15 @@ import torch
 from astroreco.errors import InputError
 
 
+def check_rows(ef, path, start: int, stop: int, unit: str = "events") -> None:
+    """One-line error unless ``[start, stop)`` is a non-empty row range of the open
+    :class:`~astroreco.io.store.EventFile` ``ef`` (what every detector's event source checks
+    when it is made)."""
+    if stop > ef.n_events or start < 0 or start >= stop:
+        raise InputError(f"{path}: rows {start}:{stop} outside the file's {ef.n_events} "
+                         f"{unit}")
+
+
 def split_sources(make_source, events, n_events: int, *, val_events=None, n_val_events=None,
                   val_fraction: float = 0.1):
     """Training and validation sources: the last ``val_fraction`` of ``events``, or all of

@@ -30,11 +30,10 @@ class EcalSource:
     def __init__(self, path, start: int, stop: int, net: EcalNetConfig):
         from astroreco.detectors.ecal.pipeline import EVENT_SCHEMA
         from astroreco.io.store import EventFile
+        from astroreco.training.run import check_rows
 
         with EventFile(path, EVENT_SCHEMA) as ef:
-            if stop > ef.n_events or start < 0 or start >= stop:
-                raise InputError(f"{path}: rows {start}:{stop} outside the file's "
-                                 f"{ef.n_events} events")
+            check_rows(ef, path, start, stop)
             ef.truth(TRUTH, 0, 1)  # fails clearly if absent
         self.path, self.start, self.n_events, self.net = str(path), int(start), \
             int(stop - start), net

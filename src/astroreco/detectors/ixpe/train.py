@@ -15,7 +15,6 @@ from astroreco.detectors.ixpe.images import (N_SYMMETRIES, ImageConfig, track_im
                                              transform_angle, transform_vector)
 from astroreco.detectors.ixpe.neural import (ENERGY_SCALE_KEV, IxpeNetConfig, build_loss,
                                              build_model)
-from astroreco.errors import InputError
 from astroreco.io.store import select_rows
 
 
@@ -29,11 +28,10 @@ class IxpeSource:
     def __init__(self, path, start: int, stop: int, image: ImageConfig):
         from astroreco.detectors.ixpe.pipeline import EVENT_SCHEMA
         from astroreco.io.store import EventFile
+        from astroreco.training.run import check_rows
 
         with EventFile(path, EVENT_SCHEMA) as ef:
-            if stop > ef.n_events or start < 0 or start >= stop:
-                raise InputError(f"{path}: rows {start}:{stop} outside the file's "
-                                 f"{ef.n_events} events")
+            check_rows(ef, path, start, stop)
             ef.truth(["phi", "x_mm", "y_mm", "energy_kev"], 0, 1)  # fails clearly if absent
         self.path = str(path)
         self.start = int(start)

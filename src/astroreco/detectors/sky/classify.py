@@ -41,8 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -139,24 +138,6 @@ class ClassifyConfig(CutoutConfig):
     @property
     def n_classes(self) -> int:
         return len(CLASS_NAMES[self.task])
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"], d["hidden"] = list(self.widths), list(self.hidden)
-        d["branches"] = list(self.branches)
-        d["max_flux"] = None if math.isinf(self.max_flux) else self.max_flux
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClassifyConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError(f"ClassifyConfig: unknown entries {unknown}")
-        d = dict(d)
-        if d.get("max_flux", 0.0) is None:
-            d["max_flux"] = float("inf")
-        return cls(**d)
 
 
 def build_classifier(cfg: ClassifyConfig) -> nn.Module:

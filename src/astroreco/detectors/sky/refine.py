@@ -48,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -108,23 +108,6 @@ class RefineConfig(CutoutConfig):
                              f"got {self.size}")
         if len(self.widths) != 3 or min(self.widths) < 1:
             raise InputError(f"widths: expected 3 positive integers, got {self.widths}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"], d["hidden"] = list(self.widths), list(self.hidden)
-        d["max_flux"] = None if math.isinf(self.max_flux) else self.max_flux
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RefineConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError(f"RefineConfig: unknown entries {unknown}")
-        d = dict(d)
-        if d.get("max_flux", 0.0) is None:
-            d["max_flux"] = float("inf")
-        return cls(**d)
 
 
 def build_member(cfg: RefineConfig) -> torch.nn.Module:

@@ -39,6 +39,8 @@ Targets (``task``):
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -92,7 +94,22 @@ class CutoutConfig:
                              f"{self.min_flux}, {self.max_flux}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-able: tuples as lists, an infinite ``max_flux`` as None."""
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d["max_flux"] = None if math.isinf(self.max_flux) else self.max_flux
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Inverse of :meth:`to_dict`; one-line error for unknown entries."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"{cls.__name__}: unknown entries {unknown}")
+        d = dict(d)
+        if d.get("max_flux", 0.0) is None:
+            d["max_flux"] = float("inf")
+        return cls(**d)
 
 
 def _check_cube(name, a, ndim) -> np.ndarray:

@@ -22,11 +22,10 @@ class PatchSource:
     def __init__(self, path, start: int, stop: int, net: SkyNetConfig):
         from astroreco.detectors.sky.pipeline import PATCH_SCHEMA
         from astroreco.io.store import EventFile
+        from astroreco.training.run import check_rows
 
         with EventFile(path, PATCH_SCHEMA) as ef:
-            if stop > ef.n_events or start < 0 or start >= stop:
-                raise InputError(f"{path}: rows {start}:{stop} outside the file's "
-                                 f"{ef.n_events} patches")
+            check_rows(ef, path, start, stop, "patches")
             shape = ef.per_event("counts", 0, 1).shape[1:]
         if shape != (net.n_energy, net.n_pix, net.n_pix):
             raise InputError(f"{path}: patches of shape {shape}, the network is configured "

@@ -16,7 +16,6 @@ import numpy as np
 
 from astroreco.detectors.tpc.neural import (SYMMETRIES, TpcNetConfig, build_loss, build_model,
                                             network_inputs, symmetry_matrix)
-from astroreco.errors import InputError
 
 TRUTH = ["dir_x", "dir_y", "dir_z"]
 
@@ -27,11 +26,10 @@ class TpcSource:
     def __init__(self, path, start: int, stop: int, net: TpcNetConfig):
         from astroreco.detectors.tpc.pipeline import EVENT_SCHEMA
         from astroreco.io.store import EventFile
+        from astroreco.training.run import check_rows
 
         with EventFile(path, EVENT_SCHEMA) as ef:
-            if stop > ef.n_events or start < 0 or start >= stop:
-                raise InputError(f"{path}: rows {start}:{stop} outside the file's "
-                                 f"{ef.n_events} events")
+            check_rows(ef, path, start, stop)
             ef.truth(TRUTH, 0, 1)  # fails clearly if absent
             offsets = ef.hits(start, stop, names=["electrons"])[0]
         self.path = str(path)
