@@ -175,7 +175,8 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(InputError, match="task"):
         ClassifyConfig(task="colour")
     with pytest.raises(InputError, match="n_time_bins"):
-        ClassifyConfig(task="class")
+        ClassifyConfig(task="class", n_time_bins=0)
+    assert ClassifyConfig(task="class").n_time_bins is None  # set from the training file
     assert ClassifyConfig(task="class", branches=["image"]).branches == ("image",)
     with pytest.raises(InputError, match="branches"):
         ClassifyConfig(task="extension", branches=("cube",))

@@ -75,7 +75,7 @@ class ClassifyConfig(CutoutConfig):
     task : str
         ``extension`` or ``class``.
     n_energy, n_time_bins : int
-        Of the patches (set from the training file).
+        Of the patches (set from the training file; ``n_time_bins`` None until then).
     widths : (int, int, int)
         Channels of the CNN's resolution levels.
     n_features : int
@@ -96,7 +96,7 @@ class ClassifyConfig(CutoutConfig):
 
     task: str = "extension"
     n_energy: int = 6
-    n_time_bins: int = 0
+    n_time_bins: int | None = None
     widths: tuple = (8, 16, 32)
     n_features: int = 64
     hidden: tuple = (64,)
@@ -120,7 +120,7 @@ class ClassifyConfig(CutoutConfig):
         if not set(self.inputs) <= set(allowed) or len(set(self.inputs)) != len(self.inputs):
             raise InputError(f"branches {self.branches}: expected distinct entries of "
                              f"{allowed} for task {self.task!r}")
-        if "cube" in self.inputs and self.n_time_bins < 1:
+        if "cube" in self.inputs and self.n_time_bins is not None and self.n_time_bins < 1:
             raise InputError("task 'class' with the cube branch: expected n_time_bins >= 1 "
                              "(patches simulated with time bins)")
         if self.class_weights is not None:

@@ -512,7 +512,9 @@ def refine_card(model_config: dict) -> str:
         "## Training", "",
         f"- data: `{tr['events']}` ({tr['n_train_sources']} training, "
         f"{tr['n_val_sources']} validation sources; preset {sim.get('preset', '?')}, "
-        f"seed {sim.get('seed', '?')}, |b| range {s.get('abs_b_range_deg', '?')} deg)",
+        f"IEM {s.get('iem', '?')}, seed {sim.get('seed', '?')}, |b| range "
+        f"{s.get('abs_b_range_deg', '?')} deg)",
+        *([f"- settings: {tr['settings']}"] if tr.get("settings") else []),
         f"- validation: {val}",
         *[f"- member {k}: {m['epochs']} epochs, {m['train_seconds']} s, best validation "
           f"loss {m['best_val_loss']:.4f}" for k, m in enumerate(tr["members"])],

@@ -118,11 +118,13 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              "## Training", "",
              f"- data: `{tr['events']}`: {tr['n_train']} training and {tr['n_val']} "
              f"validation patches (preset {sim.get('preset', '?')}, IEM "
-             f"{sim.get('iem', '?')}, seed {sim.get('seed', '?')})",
+             f"{sim.get('simulation', {}).get('iem', '?')}, seed {sim.get('seed', '?')})",
              f"- {tr['epochs']} epochs, {tr['steps']} steps, {tr['train_seconds']} s on "
              f"{tr['machine']} ({tr['threads']} threads); best validation loss "
              f"{tr['best_val_loss']:.4f}",
-             f"- command: `{tr.get('command') or 'astroreco sky train ...'}`", ""]
+             f"- command: `{tr.get('command') or 'astroreco sky train ...'}`",
+             *([f"- centre finder: {tr['centre_finder_choice']}"]
+               if tr.get("centre_finder_choice") else []), ""]
     if history:
         lines += ["| epoch | train loss | val loss |", "|---|---|---|"]
         for h in history:
