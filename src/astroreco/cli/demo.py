@@ -17,6 +17,7 @@ def run_demo(out_dir="demo_output", *, n_per_line=10_000, seed=0, progress=True)
     """
     from astroreco.detectors.ecal import demo as ecal_demo
     from astroreco.detectors.ixpe import demo as ixpe_demo
+    from astroreco.detectors.sky import demo as sky_demo
     from astroreco.detectors.tpc import demo as tpc_demo
 
     out = Path(out_dir)
@@ -27,6 +28,8 @@ def run_demo(out_dir="demo_output", *, n_per_line=10_000, seed=0, progress=True)
                                   progress=progress)
     results["ecal"] = ecal_demo.run(out / "ecal", n_events=max(2000, 2 * n_per_line),
                                     seed=seed, progress=progress)
+    results["sky"] = sky_demo.run(out / "sky", n_patches=max(20, n_per_line // 50), seed=seed,
+                                  progress=progress)
     return results
 
 
@@ -61,4 +64,9 @@ def demo(out, n_per_line, seed, quiet):
         click.echo(f"  {r['set']}: {r['n_stored']} showers in the fiducial volume")
         for line in r["table"].splitlines()[2:]:
             click.echo("    " + line)
+    sky = results["sky"]
+    click.echo(f"sky: {out}/sky/summary.json, evaluation/report.html ({sky['n_patches']} "
+               f"patches, IEM B; network: {sky['network']})")
+    for line in sky["table"].splitlines():
+        click.echo("    " + line)
     click.echo(f"demo finished in {time.time() - t0:.0f} s")

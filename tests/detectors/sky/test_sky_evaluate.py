@@ -312,3 +312,13 @@ def test_bad_input(patch_file, tmp_path):
         ev.score(bare)
     with pytest.raises(InputError, match="missing.h5"):
         ev.score(tmp_path / "missing.h5")
+
+
+def test_wilson_interval_contains_the_fraction():
+    from astroreco.detectors.sky.evaluate import _wilson
+
+    for n in range(1, 400):
+        for k in (0, n // 3, n):
+            lo, hi = _wilson(k, n)
+            assert 0 <= lo <= k / n <= hi <= 1
+    assert _wilson(0, 0) == (None, None)

@@ -128,7 +128,8 @@ def _wilson(k, n, z=1.0):
     den = 1.0 + z * z / n
     mid = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
+    # the interval contains p (rounding can put an end a hair inside it at p = 0 or 1)
+    return max(0.0, min(p, mid - half)), min(1.0, max(p, mid + half))
 
 
 def _quantile(x, q):

@@ -116,7 +116,7 @@ def plot_recall_vs_flux(curves: dict, path, title: str = "", *,
         hi = np.array([np.nan if v is None else v for v in c["recall_hi"]], np.float64)
         ok = np.isfinite(r)
         shift = 1 + 0.04 * (i - (len(curves) - 1) / 2)
-        ax.errorbar(xc[ok] * shift, r[ok], yerr=[r[ok] - lo[ok], hi[ok] - r[ok]], fmt="o-",
+        ax.errorbar(xc[ok] * shift, r[ok], yerr=np.clip([r[ok] - lo[ok], hi[ok] - r[ok]], 0, None), fmt="o-",
                     ms=4, lw=0.9, capsize=2, color=f"C{i}", label=name)
     if flux_threshold:
         ax.axvline(flux_threshold, color="k", ls=":", lw=0.8, label="flux threshold")
