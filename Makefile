@@ -38,6 +38,7 @@ bench: setup
 	$(PY) benchmarks/tpc.py --out benchmarks/results
 	$(PY) benchmarks/ecal_sim.py --out benchmarks/results
 	$(PY) benchmarks/ecal.py --out benchmarks/results
+	$(PY) benchmarks/sky.py --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) benchmarks/results .pytest_cache
