@@ -112,7 +112,10 @@ def detect(cube, background, method, threshold, psf, model, refiner, extension_m
               help="nn: position/flux ensemble (model directory, e.g. models/sky/refine): "
                    "refined positions with errors, fluxes.")
 @click.option("--extension-model", type=click.Path(), default=None,
-              help="nn: extension classifier (model directory, e.g. models/sky/extension).")
+              help="nn: extension classifier (model directory).")
+@click.option("--class-model", type=click.Path(), default=None,
+              help="nn: AGN/pulsar classifier (model directory, e.g. models/sky/class; "
+                   "patches simulated with --time-bins).")
 @click.option("--background-model", type=click.Path(), default=None,
               help="Take the background model from this patch file of the same patches "
                    "(e.g. simulated with the same seed and the other --iem) instead of the "
@@ -120,14 +123,15 @@ def detect(cube, background, method, threshold, psf, model, refiner, extension_m
 @click.option("--name", default=None, help="Name under /reco (default: the method).")
 @quiet_option()
 def detect_patches(patches, method, threshold, model, centres, refiner, extension_model,
-                   background_model, name, quiet):
+                   class_model, background_model, name, quiet):
     """Detect point sources in every patch of PATCHES (HDF5), stored under /reco/NAME."""
     from astroreco.detectors.sky.pipeline import detect_classical, detect_neural
 
     if method == "nn":
         result = detect_neural(patches, model=model, name=name or "nn", centres=centres,
                                threshold=threshold, refiner=refiner,
-                               extension=extension_model, background_model=background_model,
+                               extension=extension_model, source_class=class_model,
+                               background_model=background_model,
                                progress=not quiet)
     else:
         result = detect_classical(patches, method=method,

@@ -207,3 +207,21 @@ def test_per_source_networks_add_errors_fluxes_and_extension(trained, per_source
     np.testing.assert_allclose(np.sort(cols["POS_ERR_95"] / cols["POS_ERR"]),
                                2.448 / 1.510, rtol=1e-3)
     assert set(np.unique(cols["EXT_CLASS"])) <= {0, 1, 2}
+
+
+def test_agn_pulsar_classifier_on_time_binned_patches(trained, tmp_path):
+    """The shipped AGN/pulsar classifier joins the detection on patches with time bins."""
+    from astroreco.detectors.sky.neural import default_class_dir
+
+    _, summary, val_file = trained
+    timed = tmp_path / "timed.h5"
+    pipeline.simulate(timed, n_patches=4, seed=21, n_time_bins=10, progress=False,
+                      abs_b_range_deg=(0.0, 10.0))
+    s = pipeline.detect_neural(timed, model=summary["model"], name="nn_cls",
+                               source_class=default_class_dir(), progress=False)
+    det = pipeline.read_detections(timed, "nn_cls")
+    assert s["n_detections"] == len(det["p_agn"]) > 0
+    np.testing.assert_allclose(det["p_agn"] + det["p_psr"], 1.0, atol=1e-5)
+    with pytest.raises(InputError, match="time bins"):
+        pipeline.detect_neural(val_file, model=summary["model"], name="nn_cls",
+                               source_class=default_class_dir(), progress=False)

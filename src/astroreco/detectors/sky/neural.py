@@ -299,6 +299,11 @@ REFINE_FIELDS = (
     ("flux", "f8", "ph cm-2 s-1", "S(1-100 GeV), median of the predicted log-normal"),
     ("flux_err", "f8", "ph cm-2 s-1", "1-sigma error of flux (delta method)"),
 )
+#: columns added by the AGN/pulsar classifier (:class:`~astroreco.detectors.sky.classify.Classifier`)
+CLASS_FIELDS = (
+    ("p_agn", "f8", "", "probability of the AGN class"),
+    ("p_psr", "f8", "", "probability of the pulsar class"),
+)
 #: columns added by the extension classifier (:class:`~astroreco.detectors.sky.classify.Classifier`)
 EXTENSION_FIELDS = (
     ("p_ext0", "f8", "", "probability of extension class 0 (sigma < 0.1 deg)"),
@@ -315,12 +320,13 @@ def catalog_columns(found: dict) -> dict:
     from astroreco.detectors.sky.evaluate import R68_SIGMA, R95_SIGMA
 
     out = {k: v for k, v in found.items()
-           if k not in ("pos_sigma_deg", "flux", "flux_err", "ext_class")
+           if k not in ("pos_sigma_deg", "flux", "flux_err", "ext_class", "p_agn", "p_psr")
            and not k.startswith("p_ext")}
     if "pos_sigma_deg" in found:
         out["POS_ERR"] = R68_SIGMA * np.asarray(found["pos_sigma_deg"])
         out["POS_ERR_95"] = R95_SIGMA * np.asarray(found["pos_sigma_deg"])
     for k, name in (("flux", "FLUX"), ("flux_err", "FLUX_ERR"), ("ext_class", "EXT_CLASS"),
+                    ("p_agn", "P_AGN"), ("p_psr", "P_PSR"),
                     ("p_ext0", "P_EXT0"), ("p_ext1", "P_EXT1"), ("p_ext2", "P_EXT2")):
         if k in found:
             out[name] = found[k]
@@ -328,7 +334,8 @@ def catalog_columns(found: dict) -> dict:
 
 
 def characterise(found: list[dict], counts, background, wcs_list, pixel_deg: float, *,
-                 refiner=None, extension=None) -> list[dict]:
+                 refiner=None, extension=None, source_class=None,
+                 time_counts=None) -> list[dict]:
     """Per-patch detections (:meth:`NeuralDetector.detect`) refined by the position/flux
     ensemble and classified by extension, from cut-outs of ``counts`` and ``background``
     ``(n, E, H, W)`` (the analysis's background model).
@@ -336,16 +343,19 @@ def characterise(found: list[dict], counts, background, wcs_list, pixel_deg: flo
     ``refiner``: a :class:`~astroreco.detectors.sky.refine.Refiner` (positions replaced by
     the refined ones, ``(l, b)`` recomputed; :data:`REFINE_FIELDS` added); ``extension``:
     a :class:`~astroreco.detectors.sky.classify.Classifier` of the ``extension`` task
-    (:data:`EXTENSION_FIELDS`, at the refined positions).  Either may be None.
+    (:data:`EXTENSION_FIELDS`, at the refined positions); ``source_class``: one of the
+    ``class`` task (:data:`CLASS_FIELDS`), which needs ``time_counts`` ``(n, T, E, H, W)``.
+    Any may be None.
     """
     from astroreco.detectors.sky.classical import pixel_to_galactic
 
-    if refiner is None and extension is None:
+    if refiner is None and extension is None and source_class is None:
         return found
     sizes = [len(f["x_pix"]) for f in found]
     if not sum(sizes):
         fields = (REFINE_FIELDS if refiner is not None else ()) + \
-            (EXTENSION_FIELDS if extension is not None else ())
+            (EXTENSION_FIELDS if extension is not None else ()) + \
+            (CLASS_FIELDS if source_class is not None else ())
         return [{**f, **{k: np.zeros(0, dt) for k, dt, *_ in fields}} for f in found]
     patch = np.repeat(np.arange(len(found)), sizes)
     x = np.concatenate([f["x_pix"] for f in found]).astype(np.float64)
@@ -362,6 +372,14 @@ def characterise(found: list[dict], counts, background, wcs_list, pixel_deg: flo
         probs = extension.predict_batch(counts, background, patch, x, y)
         extra.update({f"p_ext{k}": probs[:, k] for k in range(3)},
                      ext_class=np.argmax(probs, axis=1).astype(np.int8))
+    if source_class is not None:
+        if getattr(source_class.config, "task", None) != "class":
+            raise InputError(f"{source_class.model_dir}: not an AGN/pulsar classifier")
+        if time_counts is None:
+            raise InputError("the AGN/pulsar classifier needs patches with time bins "
+                             "(astroreco sky simulate --time-bins 10)")
+        probs = source_class.predict_batch(counts, background, patch, x, y, time_counts)
+        extra.update(p_agn=probs[:, 0], p_psr=probs[:, 1])
     out = []
     for i, f in enumerate(found):
         sel = patch == i
@@ -391,3 +409,10 @@ def default_extension_dir():
     from astroreco.io.modeldir import shipped_model_dir
 
     return shipped_model_dir("sky") / "extension"
+
+
+def default_class_dir():
+    """The shipped AGN/pulsar classifier (``models/sky/class``)."""
+    from astroreco.io.modeldir import shipped_model_dir
+
+    return shipped_model_dir("sky") / "class"

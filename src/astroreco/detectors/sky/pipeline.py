@@ -420,7 +420,7 @@ def _check_background_model(path, other, n: int) -> str:
 
 def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = None,
                   threshold: float | None = None, refiner=None, extension=None,
-                  background_model=None, chunk_size: int = 256,
+                  source_class=None, background_model=None, chunk_size: int = 256,
                   progress: bool = True) -> dict:
     """The neural detector (:class:`~astroreco.detectors.sky.neural.NeuralDetector`) on
     every patch of ``path``; detections stored under ``/reco/<name>`` (ragged:
@@ -429,13 +429,15 @@ def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = N
 
     ``model``: a model directory (default: the shipped detector); ``centres`` (``log`` or
     ``kmeans``) and ``threshold`` override the model's centre finder.  The detection uses
-    the counts only.  ``refiner`` (position/flux ensemble) and ``extension`` (extension
-    classifier) are model directories; they see cut-outs of the counts and of the
+    the counts only.  ``refiner`` (position/flux ensemble), ``extension`` (extension
+    classifier) and ``source_class`` (AGN/pulsar classifier, patches with time bins) are
+    model directories; they see cut-outs of the counts and of the
     background model: the stored (true) one, or that of ``background_model`` (a patch file
     of the same patches, see :func:`detect_classical`).
     """
-    from astroreco.detectors.sky.neural import (EXTENSION_FIELDS, NN_RECO_FIELDS,
-                                                REFINE_FIELDS, NeuralDetector, characterise)
+    from astroreco.detectors.sky.neural import (CLASS_FIELDS, EXTENSION_FIELDS,
+                                                NN_RECO_FIELDS, REFINE_FIELDS, NeuralDetector,
+                                                characterise)
     from astroreco.io.store import write_reconstruction
 
     chunk_size = _check_count(chunk_size, "--chunk-size")
@@ -452,6 +454,12 @@ def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = N
 
         ext = Classifier(extension)
         fields = fields + EXTENSION_FIELDS
+    cls = None
+    if source_class is not None:
+        from astroreco.detectors.sky.classify import Classifier
+
+        cls = Classifier(source_class)
+        fields = fields + CLASS_FIELDS
     g = geometry_of(path)
     with EventFile(path, PATCH_SCHEMA) as ef:
         n = ef.n_events
@@ -465,11 +473,12 @@ def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = N
             data = read_patches(path, s, min(n, s + chunk_size))
             wcs = [g.wcs(*c) for c in data.centres]
             found = detector.detect(data.counts, wcs)
-            if ref is not None or ext is not None:
+            if ref is not None or ext is not None or cls is not None:
                 bkg = data.background if background_model is None else \
                     read_patches(background_model, s, min(n, s + chunk_size)).background
                 found = characterise(found, data.counts, bkg, wcs, g.pixel_deg,
-                                     refiner=ref, extension=ext)
+                                     refiner=ref, extension=ext, source_class=cls,
+                                     time_counts=data.time_counts)
             parts += found
             sizes += [len(f["x_pix"]) for f in found]
             bar.advance(len(data.counts))
@@ -481,6 +490,8 @@ def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = N
                          config={"method": "nn", **detector.config_dict(),
                                  "refiner": None if refiner is None else str(refiner),
                                  "extension": None if extension is None else str(extension),
+                                 "source_class": (None if source_class is None
+                                                  else str(source_class)),
                                  "background_model": (None if background_model is None
                                                       else str(background_model))})
     return {"file": str(path), "name": name, "method": "nn", "model": detector.model_dir,
