@@ -261,3 +261,13 @@ def test_load_network_builds_loads_and_reports_bad_entries(tmp_path):
         load_network(good, "tpc", Cfg, lambda c: _net(c.hidden), overrides={"hidden": 5})
     assert load_network(good, "tpc", Cfg, lambda c: _net(c.hidden),
                         overrides={"hidden": None})[0].hidden == 6
+
+
+def test_history_lines():
+    from astroreco.io.modeldir import history_lines
+
+    assert history_lines([]) == []
+    lines = history_lines([{"epoch": 0, "train_loss": 1.5, "val_loss": 1.25},
+                           {"epoch": 1, "val_loss": 0.5}])
+    assert lines == ["| epoch | train loss | val loss |", "|---|---|---|",
+                     "| 0 | 1.5000 | 1.2500 |", "| 1 | nan | 0.5000 |", ""]

@@ -165,3 +165,15 @@ def load_network(model_dir, detector: str, make_config, build, *, device: str = 
     load_state(model, state, model_dir)
     model.to(device).eval()
     return cfg, model
+
+
+def history_lines(history) -> list[str]:
+    """Markdown lines of a model card's per-epoch table (train and validation loss), ending
+    with a blank line; none for an empty history."""
+    if not history:
+        return []
+    lines = ["| epoch | train loss | val loss |", "|---|---|---|"]
+    for h in history:
+        lines.append(f"| {h['epoch']} | {h.get('train_loss', float('nan')):.4f} | "
+                     f"{h.get('val_loss', float('nan')):.4f} |")
+    return lines + [""]

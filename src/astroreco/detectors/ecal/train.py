@@ -188,6 +188,8 @@ _WHAT = {"angle": "the polar angle theta of the shower axis (the seed's network)
 
 def model_card(config: dict, history=(), measured: str = "") -> str:
     """Markdown model card: what the network is, what it was trained on, how to redo it."""
+    from astroreco.io.modeldir import history_lines
+
     net = config["network"]
     tr = config["training"]
     sim = tr.get("simulation", {})
@@ -233,12 +235,7 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
         lines += [f"{i}. `{st['command']}` ({st.get('note', '')}best validation loss "
                   f"{st['best_val_loss']:.4f})" for i, st in enumerate(tr["stages"], 1)]
         lines.append("")
-    if history:
-        lines += ["| epoch | train loss | val loss |", "|---|---|---|"]
-        for h in history:
-            lines.append(f"| {h['epoch']} | {h.get('train_loss', float('nan')):.4f} | "
-                         f"{h.get('val_loss', float('nan')):.4f} |")
-        lines.append("")
+    lines += history_lines(history)
     if measured:
         lines += ["## Measured against the classical methods", "", measured]
     return "\n".join(lines) + "\n"

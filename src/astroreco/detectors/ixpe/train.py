@@ -122,6 +122,8 @@ def _spectrum_label(sim: dict) -> str:
 
 def model_card(config: dict, history=(), measured: str = "") -> str:
     """Markdown model card: what the network is, what it was trained on, how to redo it."""
+    from astroreco.io.modeldir import history_lines
+
     net = config["network"]
     tr = config["training"]
     sim = tr.get("simulation", {})
@@ -150,12 +152,7 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              f"- mean emission angle trained with the {net.get('angle_loss', 'nll')} loss",
              *([f"- started from the weights of `{tr['init']}`"] if tr.get("init") else []),
              f"- command: `{tr.get('command') or 'astroreco ixpe train ...'}`", ""]
-    if history:
-        lines += ["| epoch | train loss | val loss |", "|---|---|---|"]
-        for h in history:
-            lines.append(f"| {h['epoch']} | {h.get('train_loss', float('nan')):.4f} | "
-                         f"{h.get('val_loss', float('nan')):.4f} |")
-        lines.append("")
+    lines += history_lines(history)
     lines += ["## Measured against the moments analysis", "",
               measured or "Not measured yet: run `benchmarks/ixpe_nn.py`.", ""]
     return "\n".join(lines)

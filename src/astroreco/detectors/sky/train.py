@@ -93,6 +93,8 @@ def train(events, out, *, net: SkyNetConfig | None = None, config=None, val_even
 
 def model_card(config: dict, history=(), measured: str = "") -> str:
     """Markdown model card of a sky detector."""
+    from astroreco.io.modeldir import history_lines
+
     net = config["network"]
     tr = config["training"]
     sim = tr.get("simulation", {})
@@ -125,12 +127,7 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              f"- command: `{tr.get('command') or 'astroreco sky train ...'}`",
              *([f"- centre finder: {tr['centre_finder_choice']}"]
                if tr.get("centre_finder_choice") else []), ""]
-    if history:
-        lines += ["| epoch | train loss | val loss |", "|---|---|---|"]
-        for h in history:
-            lines.append(f"| {h['epoch']} | {h.get('train_loss', float('nan')):.4f} | "
-                         f"{h.get('val_loss', float('nan')):.4f} |")
-        lines.append("")
+    lines += history_lines(history)
     if measured:
         lines += ["## Measured against the classical baseline", "", measured]
     return "\n".join(lines) + "\n"

@@ -167,6 +167,8 @@ def _calibration_lines(net: dict, fit: dict | None) -> list[str]:
 
 def model_card(config: dict, history=(), measured: str = "") -> str:
     """Markdown model card: what the network is, what it was trained on, how to redo it."""
+    from astroreco.io.modeldir import history_lines
+
     net = config["network"]
     tr = config["training"]
     sim = tr.get("simulation", {})
@@ -190,12 +192,7 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              *([f"- started from the weights of `{tr['init']}`"] if tr.get("init") else []),
              *(_init_lines(tr["init_training"]) if tr.get("init_training") else []),
              f"- command: `{tr.get('command') or 'astroreco tpc train ...'}`", ""]
-    if history:
-        lines += ["| epoch | train loss | val loss |", "|---|---|---|"]
-        for h in history:
-            lines.append(f"| {h['epoch']} | {h.get('train_loss', float('nan')):.4f} | "
-                         f"{h.get('val_loss', float('nan')):.4f} |")
-        lines.append("")
+    lines += history_lines(history)
     lines += ["## Measured against the classical references", "",
               measured or "Not measured yet: run `benchmarks/tpc.py`.", ""]
     return "\n".join(lines)
