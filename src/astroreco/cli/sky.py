@@ -63,7 +63,7 @@ def simulate(out, n_patches, preset, iem, mode, time_bins, chunk_size, seed, ove
 @overwrite_option()
 def export(patches, index, out, background_out, overwrite):
     """Write one patch of PATCHES as a Fermi-style counts cube (+ background cube)."""
-    from astroreco.detectors.sky.pipeline import export_cube
+    from astroreco.detectors.sky.cubes import export_cube
 
     click.echo(json.dumps(export_cube(patches, index, out, background_out,
                                       overwrite=overwrite)))
@@ -91,7 +91,7 @@ def export(patches, index, out, background_out, overwrite):
 def detect(cube, background, method, threshold, psf, model, refiner, extension_model, out,
            regions, overwrite):
     """Detect point sources in a counts CUBE (FITS); print a JSON summary."""
-    from astroreco.detectors.sky.pipeline import detect_cube
+    from astroreco.detectors.sky.cubes import detect_cube
 
     click.echo(json.dumps(detect_cube(cube, background=background, method=method,
                                       threshold=threshold, psf=psf, model=model,

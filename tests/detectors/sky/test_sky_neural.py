@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from astroreco.detectors.sky import pipeline
+from astroreco.detectors.sky import cubes, pipeline
 from astroreco.detectors.sky.catalog import read_catalog
 from astroreco.detectors.sky.neural import (NeuralDetector, SkyNetConfig, check_counts,
                                             dihedral, source_masks)
@@ -132,8 +132,8 @@ def test_detections_are_stored_and_written_as_a_catalog(trained, tmp_path):
     assert p.shape == (2, 64, 64) and np.all((p >= 0) & (p <= 1))
     # the same detector on a FITS counts cube of patch 0 gives the same sources
     cube, cat = tmp_path / "cube.fits", tmp_path / "cat.fits"
-    pipeline.export_cube(val_file, 0, cube)
-    r = pipeline.detect_cube(cube, method="nn", model=summary["model"], out_catalog=cat)
+    cubes.export_cube(val_file, 0, cube)
+    r = cubes.detect_cube(cube, method="nn", model=summary["model"], out_catalog=cat)
     first = det["patch"] == 0
     assert r["n_sources"] == int(first.sum())
     cols = read_catalog(cat).columns
@@ -194,11 +194,11 @@ def test_per_source_networks_add_errors_fluxes_and_extension(trained, per_source
     assert r["classification"]["extension"]["n"] > 0
     # a FITS cube with its background: the catalog carries errors, fluxes, extension
     cube, bkg, cat = tmp_path / "c.fits", tmp_path / "b.fits", tmp_path / "cat.fits"
-    pipeline.export_cube(val_file, 0, cube, bkg)
+    cubes.export_cube(val_file, 0, cube, bkg)
     with pytest.raises(InputError, match="--background"):
-        pipeline.detect_cube(cube, method="nn", model=summary["model"], refiner=refiner,
+        cubes.detect_cube(cube, method="nn", model=summary["model"], refiner=refiner,
                              out_catalog=cat)
-    pipeline.detect_cube(cube, background=bkg, method="nn", model=summary["model"],
+    cubes.detect_cube(cube, background=bkg, method="nn", model=summary["model"],
                          refiner=refiner, extension=extension, out_catalog=cat,
                          out_regions=tmp_path / "r.reg")
     cols = read_catalog(cat).columns

@@ -11,7 +11,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 from scipy import fft
 
-from astroreco.detectors.sky import pipeline
+from astroreco.detectors.sky import cubes, pipeline
 from astroreco.detectors.sky.catalog import read_catalog
 from astroreco.detectors.sky.classical import classical_catalog
 from astroreco.detectors.sky.fitsio import SkyCube, read_counts_cube, write_counts_cube
@@ -167,7 +167,7 @@ def _bright_patch(path):
 def test_export_then_read_counts_cube(files, tmp_path):
     path, _, batch = files
     cube_path, bkg_path = tmp_path / "cube.fits", tmp_path / "bkg.fits"
-    s = pipeline.export_cube(path, 3, cube_path, bkg_path)
+    s = cubes.export_cube(path, 3, cube_path, bkg_path)
     assert s["patch_id"] == 3 and s["shape"] == [6, 64, 64]
     cube = read_counts_cube(cube_path, bkg_path)
     _same(cube.counts, batch.counts[3])
@@ -187,8 +187,8 @@ def test_detect_cube_finds_the_bright_source(files, tmp_path):
     patch, l_true, b_true = _bright_patch(path)
     cube, bkg = tmp_path / "cube.fits", tmp_path / "bkg.fits"
     cat, reg = tmp_path / "cat.fits", tmp_path / "out.reg"
-    pipeline.export_cube(path, patch, cube, bkg)
-    s = pipeline.detect_cube(cube, background=bkg, method="sep", out_catalog=cat,
+    cubes.export_cube(path, patch, cube, bkg)
+    s = cubes.detect_cube(cube, background=bkg, method="sep", out_catalog=cat,
                              out_regions=reg)
     columns, header = read_catalog(cat)
     assert len(columns["GLON"]) == s["n_sources"] > 0 and header["METHOD"] == "classical-sep"
@@ -198,7 +198,7 @@ def test_detect_cube_finds_the_bright_source(files, tmp_path):
     text = reg.read_text()
     assert "galactic" in text and text.count("circle(") == s["n_sources"]
     for method in ("photutils", "peaks"):
-        pipeline.detect_cube(cube, background=bkg, method=method,
+        cubes.detect_cube(cube, background=bkg, method=method,
                              out_catalog=tmp_path / f"{method}.fits")
         c = read_catalog(tmp_path / f"{method}.fits").columns
         sep = SkyCoord(c["GLON"], c["GLAT"], unit="deg", frame="galactic").separation(
@@ -217,7 +217,7 @@ def _one_line(exc_info, *needles):
 def test_detect_cube_bad_input(files, tmp_path):
     path = files[0]
     cube, bkg, cat = tmp_path / "cube.fits", tmp_path / "bkg.fits", tmp_path / "cat.fits"
-    pipeline.export_cube(path, 0, cube, bkg)
+    cubes.export_cube(path, 0, cube, bkg)
     cases = [
         (dict(cube_path=cube), ("cube.fits", "background")),
         (dict(cube_path=cube, method="nn", model=tmp_path / "nomodel"), ("nomodel",)),
@@ -228,12 +228,12 @@ def test_detect_cube_bad_input(files, tmp_path):
     ]
     for kwargs, needles in cases:
         with pytest.raises(InputError) as e:
-            pipeline.detect_cube(out_catalog=cat, **kwargs)
+            cubes.detect_cube(out_catalog=cat, **kwargs)
         _one_line(e, *needles)
     assert not cat.exists()
     cat.write_text("x")
     with pytest.raises(InputError) as e:
-        pipeline.detect_cube(cube, background=bkg, out_catalog=cat,
+        cubes.detect_cube(cube, background=bkg, out_catalog=cat,
                              out_regions=tmp_path / "r.reg")
     _one_line(e, "exists")
     assert not (tmp_path / "r.reg").exists()
@@ -243,7 +243,7 @@ def test_detect_cube_bad_input(files, tmp_path):
     c.wcs.wcs.set()
     write_counts_cube(tmp_path / "rect.fits", SkyCube(c.counts, c.wcs, c.energy_edges_gev))
     with pytest.raises(InputError) as e:
-        pipeline.detect_cube(tmp_path / "rect.fits", background=tmp_path / "rect.fits",
+        cubes.detect_cube(tmp_path / "rect.fits", background=tmp_path / "rect.fits",
                              out_catalog=tmp_path / "c2.fits")
     _one_line(e, "rect.fits", "square pixels")
 
@@ -271,10 +271,10 @@ def test_simulate_export_bad_input(files, tmp_path):
     _one_line(e, "exists")
     for index in (-1, N, True):
         with pytest.raises(InputError) as e:
-            pipeline.export_cube(path, index, tmp_path / "c.fits")
+            cubes.export_cube(path, index, tmp_path / "c.fits")
         _one_line(e, "--index")
     with pytest.raises(InputError) as e:
-        pipeline.export_cube(path, 0, tmp_path / "c.fits", tmp_path / "c.fits")
+        cubes.export_cube(path, 0, tmp_path / "c.fits", tmp_path / "c.fits")
     _one_line(e, "c.fits")
     with pytest.raises(InputError) as e:
         pipeline.detect_classical(path, method="nn")
