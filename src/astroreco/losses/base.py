@@ -90,6 +90,12 @@ class Loss(nn.Module, abc.ABC):
     def per_event(self, prediction, target) -> torch.Tensor:
         """Loss of each event, shape ``(N,)``; shapes are already checked."""
 
+    def mean_weights(self, target, weight):
+        """The weights whose sum divides the summed loss for ``reduction="mean"`` (None: a
+        plain mean).  The per-event ``weight``; a loss that weights events itself (e.g. by
+        class) overrides this so that the mean stays a weighted mean."""
+        return weight
+
     def forward(self, prediction, target, weight=None) -> torch.Tensor:
         self.check(prediction, target, weight)
         loss = self.per_event(prediction, target)
@@ -99,7 +105,8 @@ class Loss(nn.Module, abc.ABC):
             return loss
         if self.reduction == "sum":
             return loss.sum()
-        return loss.mean() if weight is None else loss.sum() / weight.sum()
+        w = self.mean_weights(target, weight)
+        return loss.mean() if w is None else loss.sum() / w.sum()
 
 
 def _match_shapes(owner: str, items) -> None:

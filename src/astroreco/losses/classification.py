@@ -73,18 +73,10 @@ class CrossEntropyLoss(Loss):
             nll = nll * self.class_weights.double()[y]
         return nll.to(prediction.dtype)
 
-    def forward(self, prediction, target, weight=None) -> torch.Tensor:
-        self.check(prediction, target, weight)
-        loss = self.per_event(prediction, target)
-        if weight is not None:
-            loss = loss * weight
-        if self.reduction == "none":
-            return loss
-        if self.reduction == "sum":
-            return loss.sum()
+    def mean_weights(self, target, weight):
+        """The mean divides by the summed class weights (times the event weights), as
+        :func:`torch.nn.functional.cross_entropy` does."""
         if self.class_weights is None:
-            return loss.mean() if weight is None else loss.sum() / weight.sum()
-        denom = self.class_weights.to(loss.dtype)[target.long()]
-        if weight is not None:
-            denom = denom * weight
-        return loss.sum() / denom.sum()
+            return weight
+        w = self.class_weights[target.long()]
+        return w if weight is None else w * weight
