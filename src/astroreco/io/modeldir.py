@@ -177,3 +177,21 @@ def history_lines(history) -> list[str]:
         lines.append(f"| {h['epoch']} | {h.get('train_loss', float('nan')):.4f} | "
                      f"{h.get('val_loss', float('nan')):.4f} |")
     return lines + [""]
+
+
+class LoadedNetwork:
+    """A trained network loaded for inference: ``config``, ``model`` (eval mode, on
+    ``device``), ``device``, ``batch_size`` and ``model_dir``; the base of every detector's
+    reconstructor (see :func:`load_network` for the arguments)."""
+
+    def __init__(self, model_dir, detector: str, make_config, build, *, device: str = "cpu",
+                 batch_size: int = 512, overrides: dict | None = None):
+        self.config, self.model = load_network(model_dir, detector, make_config, build,
+                                               device=device, overrides=overrides)
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.model_dir = str(model_dir)
+
+    def config_dict(self) -> dict:
+        """What a stored reconstruction records of the network."""
+        return {"model_dir": self.model_dir, "network": self.config.to_dict()}

@@ -50,6 +50,7 @@ import torch
 
 from astroreco.detectors.ecal.geometry import EcalGeometry
 from astroreco.errors import InputError
+from astroreco.io.modeldir import LoadedNetwork
 
 TASKS = ("angle", "position", "multitask")
 #: multitask targets: slopes in units of 0.2 and incident points in units of 200 mm, both
@@ -421,22 +422,14 @@ def predictions_to_axis(out, cfg: EcalNetConfig, reference: dict | None = None) 
     return res
 
 
-class NeuralReconstructor:
+class NeuralReconstructor(LoadedNetwork):
     """Batch reconstruction with a trained ECAL model directory (the shipped default when
     ``model_dir`` is None)."""
 
     def __init__(self, model_dir=None, *, device: str = "cpu", batch_size: int = 512):
-        from astroreco.io.modeldir import load_network
-
         model_dir = default_model_dir() if model_dir is None else model_dir
-        self.config, self.model = load_network(model_dir, "ecal", EcalNetConfig, build_model,
-                                               device=device)
-        self.device = torch.device(device)
-        self.batch_size = int(batch_size)
-        self.model_dir = str(model_dir)
-
-    def config_dict(self) -> dict:
-        return {"model_dir": self.model_dir, "network": self.config.to_dict()}
+        super().__init__(model_dir, "ecal", EcalNetConfig, build_model, device=device,
+                         batch_size=batch_size)
 
     @torch.inference_mode()
     def reconstruct(self, images) -> dict:

@@ -51,6 +51,7 @@ from torch import nn
 from astroreco.detectors.sky.sources import CutoutConfig, SourceRows, batch_inputs, \
     time_cutouts
 from astroreco.errors import InputError
+from astroreco.io.modeldir import LoadedNetwork
 from astroreco.nn.classifiers import CutoutClassifierNet, TimeEnergyConvNet
 
 __all__ = ["BRANCHES", "CLASS_NAMES", "TASKS", "ClassifyConfig", "Classifier",
@@ -191,7 +192,7 @@ def _keys(cfg: ClassifyConfig):
     return keys + (("cube",) if "cube" in cfg.inputs else ()) + ("aperture",)
 
 
-class Classifier:
+class Classifier(LoadedNetwork):
     """Class probabilities of sources from a trained classifier directory.
 
     Parameters
@@ -201,13 +202,8 @@ class Classifier:
     """
 
     def __init__(self, model_dir, *, device: str = "cpu", batch_size: int = 1024):
-        from astroreco.io.modeldir import load_network
-
-        self.config, self.model = load_network(model_dir, "sky", _config_from_network,
-                                               build_classifier, device=device)
-        self.device = torch.device(device)
-        self.batch_size = int(batch_size)
-        self.model_dir = str(model_dir)
+        super().__init__(model_dir, "sky", _config_from_network, build_classifier,
+                         device=device, batch_size=batch_size)
 
     @property
     def class_names(self) -> tuple:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from astroreco.errors import InputError
+from astroreco.io.modeldir import LoadedNetwork
 
 SCALES = ("cpu", "paper")
 CENTRES = ("log", "kmeans")
@@ -226,7 +227,7 @@ def dihedral(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndar
     return out
 
 
-class NeuralDetector:
+class NeuralDetector(LoadedNetwork):
     """Source detection with a trained sky model directory (the shipped default when
     ``model_dir`` is None).
 
@@ -236,18 +237,10 @@ class NeuralDetector:
     def __init__(self, model_dir=None, *, centres: str | None = None,
                  threshold: float | None = None, device: str = "cpu",
                  batch_size: int = 64):
-        from astroreco.io.modeldir import load_network
-
         model_dir = default_model_dir() if model_dir is None else model_dir
-        self.config, self.model = load_network(
-            model_dir, "sky", SkyNetConfig, build_model, device=device,
-            overrides={"centres": centres, "threshold": threshold})
-        self.device = torch.device(device)
-        self.batch_size = int(batch_size)
-        self.model_dir = str(model_dir)
-
-    def config_dict(self) -> dict:
-        return {"model_dir": self.model_dir, "network": self.config.to_dict()}
+        super().__init__(model_dir, "sky", SkyNetConfig, build_model, device=device,
+                         batch_size=batch_size,
+                         overrides={"centres": centres, "threshold": threshold})
 
     @torch.inference_mode()
     def probability(self, counts) -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from astroreco.errors import InputError
+from astroreco.io.modeldir import LoadedNetwork
 
 ARCHITECTURES = ("hcn", "rcn", "gaussian")
 GRID_SIZE = 120
@@ -370,7 +371,7 @@ OUTPUT_FIELDS = (
 )
 
 
-class NeuralReconstructor:
+class NeuralReconstructor(LoadedNetwork):
     """Batch reconstruction with a trained TPC model directory.
 
     Parameters
@@ -393,18 +394,9 @@ class NeuralReconstructor:
 
     def __init__(self, model_dir=None, *, device: str = "cpu", batch_size: int = 64,
                  tta: int | None = None, backend: str | None = None):
-        from astroreco.io.modeldir import load_network
-
         model_dir = default_model_dir() if model_dir is None else model_dir
-        self.config, self.model = load_network(model_dir, "tpc", TpcNetConfig, build_model,
-                                               device=device,
-                                               overrides={"tta": tta, "backend": backend})
-        self.device = torch.device(device)
-        self.batch_size = int(batch_size)
-        self.model_dir = str(model_dir)
-
-    def config_dict(self) -> dict:
-        return {"model_dir": self.model_dir, "network": self.config.to_dict()}
+        super().__init__(model_dir, "tpc", TpcNetConfig, build_model, device=device,
+                         batch_size=batch_size, overrides={"tta": tta, "backend": backend})
 
     @torch.inference_mode()
     def _forward(self, inputs: dict):
