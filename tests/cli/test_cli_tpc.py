@@ -74,3 +74,10 @@ def test_arrows_tutorial_runs_end_to_end(tmp_path):
     assert summary["hcn_min_kappa"] > 0
     for arch in ("rcn", "hcn"):
         assert (tmp_path / "arrows" / arch / "model" / "weights.safetensors").is_file()
+    # calibrating kappa needs more recoils than a tiny tutorial holds: a one-line error
+    test = sorted((tmp_path / "arrows" / "arrows").glob("*test*.h5"))
+    assert test, sorted(p.name for p in (tmp_path / "arrows" / "arrows").iterdir())
+    assert_user_error(run(["tpc", "calibrate", tmp_path / "arrows" / "hcn" / "model", test[0],
+                           "-q"], ok=False), "events for the kappa calibration")
+    assert_user_error(run(["tpc", "calibrate", tmp_path / "arrows" / "rcn" / "model", test[0],
+                           "-q"], ok=False), "RCN")

@@ -194,3 +194,27 @@ def test_efficiency_curve_plain_mean_and_monotone():
 def test_efficiency_curve_errors(args, match):
     with pytest.raises(InputError, match=match):
         efficiency_curve(*args)
+
+
+def test_midpoint_centre_of_equal_width_bins_fits_a_calibrated_model():
+    # kappa spread evenly from 0.01 to 60, bins 5 wide: in the lowest bin (a factor 500 wide)
+    # the geometric mean sits below what a calibrated fit gives, the midpoint 20% above;
+    # kappa_equivalent is right in every bin, and the midpoint in every other bin
+    from astroreco.stats.calibration import kappa_bin_edges
+
+    rng = np.random.default_rng(11)
+    kappa = rng.uniform(0.01, 60.0, 40_000)
+    angle = _vmf_angles(kappa, rng)
+    edges = kappa_bin_edges(kappa, n_bins=12)
+    mid = vmf_calibration(angle, kappa, edges=edges, centre="midpoint")
+    geo = vmf_calibration(angle, kappa, edges=edges)
+    for i, r in enumerate(mid):
+        assert r["kappa_centre"] == pytest.approx(0.5 * (r["kappa_lo"] + r["kappa_hi"]))
+        if i:
+            assert abs(r["ratio"] - 1.0) < 0.03 + 3 * r["ratio_err"], r
+        assert abs(r["ratio_equivalent"] - 1.0) < 3.5 * r["kappa_fit_err"] / r["kappa_equivalent"]
+    assert geo[0]["ratio"] > 1.05 and 0.75 < mid[0]["ratio"] < 0.9
+    with pytest.raises(InputError, match="centre"):
+        vmf_calibration(angle, kappa, centre="mean")
+    with pytest.raises(InputError, match="edges"):
+        vmf_calibration(angle, kappa, centre="midpoint")

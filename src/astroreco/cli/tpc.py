@@ -215,19 +215,35 @@ def arrows(out, epochs, n_train, n_val, n_test, backend, seed, quiet):
 
 @tpc.command()
 @click.argument("model_dir", type=click.Path())
-@click.argument("events", type=click.Path())
-@click.option("--n-events", type=int, default=None, help="Use the first N events.")
+@click.argument("events", type=click.Path(), nargs=-1, required=True)
+@click.option("--method", type=click.Choice(["mlp", "linear"]), default="mlp",
+              show_default=True,
+              help="mlp: small networks on the passes' agreement and the track shape; "
+                   "linear: log kappa per bin of measured energy with the voxel density.")
+@click.option("--n-events", type=int, default=None, help="Use the first N events of each file.")
 @click.option("--energy-bins", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Bins of measured energy, each with its own kappa map.")
+              help="linear: bins of measured energy, each with its own kappa map.")
 @click.option("--no-features", is_flag=True,
-              help="kappa -> s kappa^b per energy bin only, without the voxel density.")
+              help="linear: kappa -> s kappa^b per energy bin only, without the voxel density.")
+@click.option("--members", type=click.IntRange(min=1), default=5, show_default=True,
+              help="mlp: networks in the ensemble.")
+@seed_option()
 @device_option()
 @quiet_option()
-def calibrate(model_dir, events, n_events, energy_bins, no_features, device, quiet):
-    """Fit the kappa map of MODEL_DIR on validation EVENTS (per bin of measured energy, with
-    the voxel density as a measure of diffusion) and store it in the model's config.json."""
-    from astroreco.detectors.tpc.neural import CALIBRATION_FEATURES, calibrate_kappa
+def calibrate(model_dir, events, method, n_events, energy_bins, no_features, members, seed,
+              device, quiet):
+    """Fit the kappa map of MODEL_DIR on validation EVENTS (one or more files never used
+    for training or testing) and store it in the model's config.json."""
+    from astroreco.detectors.tpc.neural import calibrate_kappa
 
-    click.echo(json.dumps(calibrate_kappa(
-        model_dir, events, n_events=n_events, device=device, energy_bins=energy_bins,
-        features=() if no_features else CALIBRATION_FEATURES, progress=not quiet)))
+    features = () if no_features and method == "linear" else None
+    result = calibrate_kappa(
+        model_dir, list(events), method=method, n_events=n_events, device=device,
+        energy_bins=energy_bins, features=features, members=members, seed=seed,
+        progress=not quiet)
+    # the networks' weights are in config.json; the summary names what was fitted
+    cal = result["kappa_calibration"]
+    if cal.get("kind") == "mlp":
+        result["kappa_calibration"] = {k: cal[k] for k in ("kind", "features", "hidden",
+                                                           "depth", "fit")}
+    click.echo(json.dumps(result))

@@ -399,10 +399,12 @@ def _clean_vmf(angle, kappa):
     return a, k
 
 
-def _vmf_row(angle, kappa, lo, hi, min_count):
+def _vmf_row(angle, kappa, lo, hi, min_count, centre_kind="geometric"):
     n = angle.size
-    # the geometric mean, kept inside the bin (rounding can put it an ulp outside)
-    centre = float(np.clip(np.exp(np.mean(np.log(kappa))), kappa.min(), kappa.max()))
+    if centre_kind == "midpoint":
+        centre = 0.5 * (float(lo) + float(hi))
+    else:  # the geometric mean, kept inside the bin (rounding can put it an ulp outside)
+        centre = float(np.clip(np.exp(np.mean(np.log(kappa))), kappa.min(), kappa.max()))
     mean_cos = float(np.mean(np.cos(angle)))
     k_equiv = float(vmf_kappa_from_mean_cosine(np.mean(vmf_mean_cosine(kappa))))
     k_fit = float(vmf_kappa_from_mean_cosine(mean_cos))
@@ -416,12 +418,13 @@ def _vmf_row(angle, kappa, lo, hi, min_count):
         "mean_cos": mean_cos, "kappa_equivalent": k_equiv,
         "kappa_fit": k_fit, "kappa_fit_err": float(k_err),
         "ratio": k_fit / centre, "ratio_err": float(k_err) / centre,
+        "ratio_equivalent": k_fit / k_equiv,
         "enough": bool(n >= min_count),
     }
 
 
 def vmf_calibration(angle, kappa, *, n_bins: int = 10, min_count: int = 200,
-                    edges=None) -> list[dict]:
+                    edges=None, centre: str = "geometric") -> list[dict]:
     r"""Compare predicted von Mises-Fisher concentrations with the angles to the truth.
 
     The TPC seed's calibration tests (its Figure 6).  Events are binned in ``kappa`` --
@@ -429,7 +432,8 @@ def vmf_calibration(angle, kappa, *, n_bins: int = 10, min_count: int = 200,
     in ``log kappa`` as well), or the bins between the given ``edges``.  Per bin of ``n``
     events::
 
-        kappa_centre   = exp(mean log kappa_i)           geometric mean of the bin
+        kappa_centre   = exp(mean log kappa_i)           geometric mean of the bin, or
+                         (lo + hi) / 2                   its midpoint (centre="midpoint")
         mean_angle     = mean theta_i,                   mean_angle_err = std / sqrt(n)
         expected_angle = mean vmf_expected_angle(kappa_i)
         mean_cos       = mean cos theta_i
@@ -437,6 +441,7 @@ def vmf_calibration(angle, kappa, *, n_bins: int = 10, min_count: int = 200,
         kappa_fit_err  = 1 / sqrt(n A_3'(kappa_fit))     from the Fisher information
         ratio          = kappa_fit / kappa_centre,       ratio_err = kappa_fit_err / centre
         kappa_equivalent = A_3^-1(mean A_3(kappa_i))     what kappa_fit is if calibrated
+        ratio_equivalent = kappa_fit / kappa_equivalent
         enough         = n >= min_count
 
     with ``A_3(k) = coth k - 1/k``.  Fitting the distribution of ``cos theta_i`` with the
@@ -445,7 +450,11 @@ def vmf_calibration(angle, kappa, *, n_bins: int = 10, min_count: int = 200,
     bin ``kappa_fit`` tends to the harmonic mean of the ``kappa_i`` (``1 - A_3 ~ 1/kappa``),
     below the geometric one: by ``ln r / (sqrt(r) - 1/sqrt(r))`` for ``kappa`` spread
     uniformly in ``log`` over a factor ``r`` (3% at ``r = 2.3``, ten bins over ``0.5-2000``);
-    ``kappa_fit / kappa_equivalent`` has no such bias.
+    ``kappa_fit / kappa_equivalent`` has no such bias.  Below ``kappa ~ 3``, where ``A_3``
+    is nearly linear, ``kappa_fit`` tends to the arithmetic mean instead: the geometric mean
+    of a bin reaching down to ``kappa ~ 0.01`` (the lowest of equal-width bins) sits far below
+    it, which the seed's bin centre (``centre="midpoint"``, for equal-width ``edges``) does
+    not.
 
     Parameters
     ----------
@@ -460,6 +469,9 @@ def vmf_calibration(angle, kappa, *, n_bins: int = 10, min_count: int = 200,
     edges : array_like, optional
         Increasing positive bin edges in ``kappa``; events outside ``[edges[0], edges[-1]]``
         are left out, and so are bins with no event.
+    centre : {"geometric", "midpoint"}
+        The bin centre ``ratio`` compares with: the geometric mean of the bin's ``kappa``,
+        or the midpoint of its edges (the seed's Figure 6b; needs ``edges``).
 
     Returns
     -------
@@ -477,6 +489,10 @@ def vmf_calibration(angle, kappa, *, n_bins: int = 10, min_count: int = 200,
     for name, value in (("n_bins", n_bins), ("min_count", min_count)):
         if isinstance(value, bool) or int(value) != value or value < 1:
             raise InputError(f"{name}: expected an integer >= 1, got {value!r}")
+    if centre not in ("geometric", "midpoint"):
+        raise InputError(f"centre {centre!r}: expected 'geometric' or 'midpoint'")
+    if centre == "midpoint" and edges is None:
+        raise InputError("centre 'midpoint': expected bin edges")
     a, k = _clean_vmf(angle, kappa)
     if edges is None:
         order = np.argsort(k, kind="stable")
@@ -493,7 +509,7 @@ def vmf_calibration(angle, kappa, *, n_bins: int = 10, min_count: int = 200,
     for b in range(e.size - 1):
         sel = inside & (which == b)
         if sel.any():
-            rows.append(_vmf_row(a[sel], k[sel], e[b], e[b + 1], min_count))
+            rows.append(_vmf_row(a[sel], k[sel], e[b], e[b + 1], min_count, centre))
     return rows
 
 

@@ -143,11 +143,13 @@ def test_calibrate_kappa_stores_a_map_that_is_applied(events, tmp_path):
     offsets, coords, values = read_voxels(events, 0, 8)
     before = NeuralReconstructor(model_dir).reconstruct(offsets, coords, values)["kappa"]
     with pytest.raises(InputError, match="energy bin"):
-        calibrate_kappa(model_dir, events, n_events=24, energy_bins=2, progress=False)
-    with pytest.raises(InputError, match="unknown"):
-        calibrate_kappa(model_dir, events, n_events=24, features=["drift"], progress=False)
-    r = calibrate_kappa(model_dir, events, n_events=24, energy_bins=1, min_events=10,
+        calibrate_kappa(model_dir, events, method="linear", n_events=24, energy_bins=2,
                         progress=False)
+    with pytest.raises(InputError, match="unknown"):
+        calibrate_kappa(model_dir, events, method="linear", n_events=24, features=["drift"],
+                        progress=False)
+    r = calibrate_kappa(model_dir, events, method="linear", n_events=24, energy_bins=1,
+                        min_events=10, progress=False)
     cal = r["kappa_calibration"]
     assert r["n_events"] == 24 and r["events_per_bin"] == [24]
     assert cal["energy_edges_kev"] == [] and cal["features"] == ["voxels_per_kev"]
@@ -162,13 +164,13 @@ def test_calibrate_kappa_stores_a_map_that_is_applied(events, tmp_path):
     expected = np.exp(c[0] + c[1] * np.log(before) + z * (c[2] + c[3] * np.log(before)))
     assert np.allclose(after, np.maximum(expected, cfg.kappa_min), rtol=1e-4)
     # a second calibration fits the network's own kappa again, not the calibrated one
-    again = calibrate_kappa(model_dir, events, n_events=24, energy_bins=1, min_events=10,
-                            progress=False)
+    again = calibrate_kappa(model_dir, events, method="linear", n_events=24, energy_bins=1,
+                            min_events=10, progress=False)
     assert np.allclose(again["kappa_calibration"]["coef"][0], c, atol=1e-3)
     assert "per bin of measured energy" in model_card_of(tmp_path / "run" / "model")
     # without features: kappa -> s kappa^b
-    plain = calibrate_kappa(model_dir, events, n_events=24, energy_bins=1, min_events=10,
-                            features=(), progress=False)["kappa_calibration"]
+    plain = calibrate_kappa(model_dir, events, method="linear", n_events=24, energy_bins=1,
+                            min_events=10, features=(), progress=False)["kappa_calibration"]
     assert plain["features"] == [] and len(plain["coef"][0]) == 2
     # the events' measured energy: their charge x W, 40 keV here
     assert np.allclose(calibration_features(offsets, values)["energy_kev"], 40.0, rtol=0.05)
@@ -211,6 +213,63 @@ def test_measured_energy_handles_empty_events():
 
     e = measured_energy_kev([0, 0, 2, 2], np.array([10.0, 20.0]))
     assert e[0] == 0 and e[2] == 0 and e[1] > 0
+
+
+def test_learned_kappa_map_is_stored_and_applied(events, tmp_path):
+    from astroreco.detectors.tpc.neural import NETWORK_FEATURES, calibrate_kappa
+    from astroreco.nn.vmf_calibrator import apply_vmf_calibrator
+
+    cfg = TpcNetConfig(architecture="hcn", backend="torch", tta=2, **SMALL)
+    config = TrainConfig(max_epochs=1, batch_size=8, patience=2, progress=False, threads=1,
+                         chunk_size=64, optim=OptimConfig(lr=1e-3, warmup_steps=2))
+    model_dir = train(events, tmp_path / "run", net=cfg, config=config,
+                      val_fraction=0.25)["model"]
+    calib = tmp_path / "calib.h5"
+    simulate(calib, n_events=500, energy="40,50", sigma="160:466", seed=8, progress=False)
+    with pytest.raises(InputError, match="100 events for the kappa calibration"):
+        calibrate_kappa(model_dir, [calib], n_events=100, progress=False)
+    with pytest.raises(InputError, match="enough"):  # the networks' own split
+        calibrate_kappa(model_dir, [calib], n_events=100, min_events=10, progress=False)
+    with pytest.raises(InputError, match="unknown"):
+        calibrate_kappa(model_dir, calib, features=["drift"], progress=False)
+    with pytest.raises(InputError, match="method"):
+        calibrate_kappa(model_dir, calib, method="spline", progress=False)
+    r = calibrate_kappa(model_dir, [calib, events], members=2, min_events=200,
+                        progress=False)
+    cal = r["kappa_calibration"]
+    per_file = json.loads((tmp_path / "run" / "model" / "config.json").read_text())[
+        "training"]["kappa_calibration"]["events_per_file"]
+    assert r["method"] == "mlp" and per_file[1] == 48 and r["n_events"] == sum(per_file)
+    assert cal["kind"] == "mlp" and cal["features"] == list(NETWORK_FEATURES)
+    stored = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert stored["network"]["kappa_calibration"]["members"] == cal["members"]
+    net = NeuralReconstructor(model_dir)  # reloads and checks the stored map
+    offsets, coords, values = read_voxels(calib, 0, 40)
+    after = net.reconstruct(offsets, coords, values)["kappa"]
+    _, raw, measured = net.predict(offsets, coords, values, features=True)
+    f = np.stack([measured[name] for name in NETWORK_FEATURES], 1)
+    assert np.allclose(after, np.maximum(apply_vmf_calibrator(cal, f), cfg.kappa_min),
+                       rtol=1e-5)
+    assert np.all(np.isfinite(after)) and not np.allclose(after, raw, rtol=1e-3)
+    assert "ensemble of 2 networks" in model_card_of(tmp_path / "run" / "model")
+    broken = json.loads(json.dumps(stored))
+    broken["network"]["kappa_calibration"]["features"][0] = "drift"
+    (tmp_path / "run" / "model" / "config.json").write_text(json.dumps(broken))
+    with pytest.raises(InputError, match="unknown features"):
+        NeuralReconstructor(model_dir)
+
+
+def test_track_features_of_a_straight_track():
+    from astroreco.detectors.tpc.neural import track_features
+
+    coords = np.array([[i, 5, 5] for i in range(10)] + [[3, 3, 3], [3, 4, 3]])
+    values = np.array([1.0] * 10 + [2.0, 6.0])
+    f = track_features([0, 10, 12], coords, values)
+    assert f["log_length"][0] == pytest.approx(0.5 * np.log(8.25))
+    assert f["log_width"][0] < -10 and f["log_elongation"][0] > 10
+    assert f["log_max_charge"] == pytest.approx(np.log([1.0, 6.0]))
+    assert f["log_n_voxels"] == pytest.approx(np.log([10, 2]))
+    assert f["log_length"][1] == pytest.approx(0.5 * np.log(0.25 * 0.75))
 
 
 def model_card_of(model_dir):

@@ -126,13 +126,17 @@ def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
               float(efficiency_curve(a["cos_dist"], a["kappa"], [c])["mean_cos_dist"][0])
               for c in (0.01, 0.05)}
         edges = kappa_bin_edges(a["kappa"], n_bins) if binning == "width" else None
+        # equal-width bins are compared with their midpoints, as the seed's Figure 6b does
         rows = vmf_calibration(a["angle"], a["kappa"], n_bins=n_bins, min_count=min_count,
-                               edges=edges)
+                               edges=edges, centre="midpoint" if edges is not None
+                               else "geometric")
         checked = [r for r in rows if r["enough"]]
         entry = {**at, "curve": {k: np.asarray(v).tolist() for k, v in curve.items()},
                  "calibration": rows,
                  "calibration_max_deviation": max((abs(r["ratio"] - 1) for r in checked),
                                                   default=float("nan")),
+                 "calibration_max_deviation_equivalent": max(
+                     (abs(r["ratio_equivalent"] - 1) for r in checked), default=float("nan")),
                  "calibration_bins_checked": len(checked)}
         if best is not None:
             below = np.flatnonzero(np.asarray(curve["mean_cos_dist"]) <= best)

@@ -148,6 +148,12 @@ def _calibration_lines(net: dict, fit: dict | None) -> list[str]:
     cal = net.get("kappa_calibration")
     if not cal:
         return [f"- kappa x {net['kappa_scale']:.3f}, {where}"]
+    if cal.get("kind") == "mlp":
+        held = ", ".join(f"{m['held_out_nll']:.4f}" for m in cal["fit"]["members"])
+        return [f"- log kappa from an ensemble of {len(cal['members'])} networks "
+                f"({cal['depth']} hidden layers of {cal['hidden']}, SiLU) on "
+                f"{', '.join(cal['features'])}, trained by the vMF likelihood with the "
+                f"directions held fixed, {where}; held-out NLL per network: {held}", ""]
     edges = [-math.inf, *cal["energy_edges_kev"], math.inf]
     feats = cal["features"]
     terms = "".join(f" + z_{f} (c + d log kappa)" for f in feats)
