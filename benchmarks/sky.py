@@ -4,7 +4,7 @@
                              [--n-patches 2000] [--write-card]
 
 On patches never used in training, simulated with the other interstellar emission model
-(IEM B, seed 9601; the shipped detector was trained on IEM A), on the same patches: the
+(IEM B, seed 9602; the shipped detector was trained on IEM A), on the same patches: the
 classical significance map (PSF-matched kernel, bins from 1 GeV) with sep and with the
 local-maximum finder, each with two background models -- the true one (an oracle) and
 that of IEM A (``*_model_bkg``: the analyst's model differs from the sky, as on real
@@ -19,8 +19,10 @@ centres.  A detection matches a true source within 0.3 deg (one-to-one).  Target
 - detection speed >= 50 patches/s (64 x 64 x 6) on this CPU.
 
 The point/extended accuracy and the position and flux pulls belong to the per-source
-networks and are reported when the detections carry them.  Writes sky.json and the
-evaluation directory (plots, report).
+networks and are reported when the detections carry them: ``nn_full`` gives them the IEM-A
+background model renormalised on each patch (the default of the chain),
+``nn_full_no_refit`` the model as it is, ``nn_full_true_bkg`` the true background.  Writes
+sky.json and the evaluation directory (plots, report).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from common import model_card_inputs, print_table, write_result  # noqa: E402
 from astroreco.detectors.sky import evaluate, pipeline  # noqa: E402
 
 FLUX_THRESHOLD = 4e-10
-TEST_SEED = 9601
+#: seed 9601 was looked at while choosing the background refit (its smoothing), so the
+#: patches it is judged on are fresh
+TEST_SEED = 9602
 
 
 def test_files(args) -> tuple[Path, Path]:
@@ -83,6 +87,10 @@ def detect_all(path, model_file, args) -> dict:
                                extension=args.extension, background_model=model_file,
                                progress=False)
     speed["nn_full"] = s["n_patches"] / (time.perf_counter() - t0)
+    pipeline.detect_neural(path, model=args.model, name="nn_full_no_refit",
+                           refiner=args.refiner, extension=args.extension,
+                           background_model=model_file, refit_background=False,
+                           progress=False)
     # the same with the true background for the cut-outs: what the background model costs
     pipeline.detect_neural(path, model=args.model, name="nn_full_true_bkg",
                            refiner=args.refiner, extension=args.extension, progress=False)
@@ -216,7 +224,7 @@ def main(argv=None):
     speed = detect_all(path, model_file, args)
     speed_mem = in_memory_speed(path, args.model)
     names = ["sep", "sep_model_bkg", "peaks", "peaks_model_bkg", "nn_log", "nn_kmeans",
-             "nn_full", "nn_full_true_bkg"]
+             "nn_full", "nn_full_no_refit", "nn_full_true_bkg"]
     result = evaluate.evaluate(path, out / "sky", names=names,
                                flux_threshold=FLUX_THRESHOLD)
     t = targets(result, speed)

@@ -84,18 +84,22 @@ def export(patches, index, out, background_out, overwrite):
                    "fluxes in the catalog (needs --background).")
 @click.option("--extension-model", type=click.Path(), default=None,
               help="nn: extension classifier (model directory; needs --background).")
+@click.option("--no-background-refit", is_flag=True,
+              help="nn: give the per-source networks the background cube as it is, not "
+                   "renormalised to the counts away from the detections.")
 @out_option("Source catalog to write (FITS).")
 @click.option("--regions", type=click.Path(), default=None,
               help="Also write the sources as DS9 regions (galactic).")
 @overwrite_option()
-def detect(cube, background, method, threshold, psf, model, refiner, extension_model, out,
-           regions, overwrite):
+def detect(cube, background, method, threshold, psf, model, refiner, extension_model,
+           no_background_refit, out, regions, overwrite):
     """Detect point sources in a counts CUBE (FITS); print a JSON summary."""
     from astroreco.detectors.sky.cubes import detect_cube
 
     click.echo(json.dumps(detect_cube(cube, background=background, method=method,
                                       threshold=threshold, psf=psf, model=model,
                                       refiner=refiner, extension=extension_model,
+                                      refit_background=not no_background_refit,
                                       out_catalog=out, out_regions=regions,
                                       overwrite=overwrite)))
 
@@ -120,10 +124,13 @@ def detect(cube, background, method, threshold, psf, model, refiner, extension_m
               help="Take the background model from this patch file of the same patches "
                    "(e.g. simulated with the same seed and the other --iem) instead of the "
                    "true one (classical methods; the per-source networks of nn).")
+@click.option("--no-background-refit", is_flag=True,
+              help="nn: give the per-source networks the background model as it is, not "
+                   "renormalised on each patch to the counts away from the detections.")
 @click.option("--name", default=None, help="Name under /reco (default: the method).")
 @quiet_option()
 def detect_patches(patches, method, threshold, model, centres, refiner, extension_model,
-                   class_model, background_model, name, quiet):
+                   class_model, background_model, no_background_refit, name, quiet):
     """Detect point sources in every patch of PATCHES (HDF5), stored under /reco/NAME."""
     from astroreco.detectors.sky.pipeline import detect_classical, detect_neural
 
@@ -132,6 +139,7 @@ def detect_patches(patches, method, threshold, model, centres, refiner, extensio
                                threshold=threshold, refiner=refiner,
                                extension=extension_model, source_class=class_model,
                                background_model=background_model,
+                               refit_background=not no_background_refit,
                                progress=not quiet)
     else:
         result = detect_classical(patches, method=method,

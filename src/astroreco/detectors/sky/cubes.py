@@ -87,7 +87,7 @@ def detect_cube(cube_path, *, background=None, method: str = "sep",
                 threshold: float | None = None, out_catalog, out_regions=None,
                 psf: str = "fermi", psf_index: float = 2.2, model=None, refiner=None,
                 extension=None, min_energy_gev: float | None = MIN_ENERGY_GEV,
-                overwrite: bool = False) -> dict:
+                refit_background: bool = True, overwrite: bool = False) -> dict:
     """Source detection on a Fermi-style counts cube; writes a FITS source catalog and,
     optionally, DS9 regions.
 
@@ -117,6 +117,10 @@ def detect_cube(cube_path, *, background=None, method: str = "sep",
         ``nn``: the position/flux ensemble and the extension classifier (model
         directories); they need the background cube.  The catalog then carries the
         position errors (68% and 95% radii), fluxes and extension probabilities.
+    refit_background : bool
+        ``nn``: renormalise the background cube to the counts away from the detections
+        before the per-source networks see it
+        (:func:`~astroreco.detectors.sky.background.refit_patches`).
 
     Returns
     -------
@@ -152,9 +156,16 @@ def detect_cube(cube_path, *, background=None, method: str = "sep",
             from astroreco.detectors.sky.classify import Classifier
             from astroreco.detectors.sky.refine import Refiner
 
+            from astroreco.detectors.sky.background import refit_patches
+
+            geometry = _cube_geometry(cube, cube_path)
+            bkg = cube.background[None]
+            if refit_background:  # as detect_neural does for patch files
+                bkg = refit_patches(cube.counts[None], bkg, [found],
+                                    psf_kernels(geometry, psf=psf, psf_index=psf_index),
+                                    geometry.pixel_deg)
             found = characterise(
-                [found], cube.counts[None], cube.background[None], [cube.wcs],
-                _cube_geometry(cube, cube_path).pixel_deg,
+                [found], cube.counts[None], bkg, [cube.wcs], geometry.pixel_deg,
                 refiner=None if refiner is None else Refiner(refiner),
                 extension=None if extension is None else Classifier(extension))[0]
         found = catalog_columns(found)

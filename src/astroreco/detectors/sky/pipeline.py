@@ -420,8 +420,8 @@ def _check_background_model(path, other, n: int) -> str:
 
 def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = None,
                   threshold: float | None = None, refiner=None, extension=None,
-                  source_class=None, background_model=None, chunk_size: int = 256,
-                  progress: bool = True) -> dict:
+                  source_class=None, background_model=None, refit_background: bool = True,
+                  chunk_size: int = 256, progress: bool = True) -> dict:
     """The neural detector (:class:`~astroreco.detectors.sky.neural.NeuralDetector`) on
     every patch of ``path``; detections stored under ``/reco/<name>`` (ragged:
     :data:`~astroreco.detectors.sky.neural.NN_RECO_FIELDS` per patch, plus the columns of
@@ -433,7 +433,10 @@ def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = N
     classifier) and ``source_class`` (AGN/pulsar classifier, patches with time bins) are
     model directories; they see cut-outs of the counts and of the
     background model: the stored (true) one, or that of ``background_model`` (a patch file
-    of the same patches, see :func:`detect_classical`).
+    of the same patches, see :func:`detect_classical`), renormalised on each patch to the
+    counts away from the detections unless ``refit_background`` is False
+    (:func:`~astroreco.detectors.sky.background.refit_patches`, as a free diffuse
+    normalisation in a Fermi-LAT fit).
     """
     from astroreco.detectors.sky.neural import (CLASS_FIELDS, EXTENSION_FIELDS,
                                                 NN_RECO_FIELDS, REFINE_FIELDS, NeuralDetector,
@@ -460,7 +463,11 @@ def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = N
 
         cls = Classifier(source_class)
         fields = fields + CLASS_FIELDS
-    g = geometry_of(path)
+    from astroreco.detectors.sky.background import refit_patches
+
+    config = config_of(path)
+    g = config.geometry
+    kernels = psf_kernels(config) if refit_background else None
     with EventFile(path, PATCH_SCHEMA) as ef:
         n = ef.n_events
     if background_model is not None:
@@ -476,6 +483,8 @@ def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = N
             if ref is not None or ext is not None or cls is not None:
                 bkg = data.background if background_model is None else \
                     read_patches(background_model, s, min(n, s + chunk_size)).background
+                if refit_background:
+                    bkg = refit_patches(data.counts, bkg, found, kernels, g.pixel_deg)
                 found = characterise(found, data.counts, bkg, wcs, g.pixel_deg,
                                      refiner=ref, extension=ext, source_class=cls,
                                      time_counts=data.time_counts)
@@ -493,7 +502,8 @@ def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = N
                                  "source_class": (None if source_class is None
                                                   else str(source_class)),
                                  "background_model": (None if background_model is None
-                                                      else str(background_model))})
+                                                      else str(background_model)),
+                                 "refit_background": bool(refit_background)})
     return {"file": str(path), "name": name, "method": "nn", "model": detector.model_dir,
             "centres": detector.config.centres, "threshold": detector.config.threshold,
             "refiner": None if refiner is None else str(refiner),
