@@ -143,7 +143,8 @@ def _init_lines(stages) -> list:
 def _calibration_lines(net: dict, fit: dict | None) -> list[str]:
     if not fit:
         return []
-    where = (f"fitted on {fit['n_events']} validation events (`{fit['events']}`; "
+    events = fit["events"] if isinstance(fit["events"], str) else "`, `".join(fit["events"])
+    where = (f"fitted on {fit['n_events']} validation events (`{events}`; "
              f"`astroreco tpc calibrate`)")
     cal = net.get("kappa_calibration")
     if not cal:
