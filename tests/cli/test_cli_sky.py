@@ -98,3 +98,19 @@ def test_evaluate(patches, tmp_path):
                           ok=False), "--match-radius")
     assert_user_error(run(["sky", "evaluate", patches, "-o", out, "--flux-threshold", -1],
                           ok=False), "--flux-threshold")
+
+
+def test_refit_background_writes_a_copy(patches, tmp_path):
+    out = tmp_path / "refit.h5"
+    summary = json.loads(run(["sky", "refit-background", patches, "-o", out, "-q"])
+                         .output.splitlines()[-1])
+    assert summary["n_patches"] == 4 and len(summary["scale_mean"]) == 6
+    before, after = read_patches(patches), read_patches(out)
+    assert np.array_equal(before.counts, after.counts)
+    ratio = after.background / before.background
+    assert np.all(np.isfinite(ratio)) and np.all((ratio >= 0.5) & (ratio <= 2.0))
+    assert not np.allclose(ratio, 1.0)
+    assert_user_error(run(["sky", "refit-background", patches, "-o", out, "-q"], ok=False),
+                      "file exists")
+    assert_user_error(run(["sky", "refit-background", patches, "-o", tmp_path / "x.h5",
+                           "--min-flux", "-1", "-q"], ok=False), "--min-flux")

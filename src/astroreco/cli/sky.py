@@ -149,6 +149,23 @@ def detect_patches(patches, method, threshold, model, centres, refiner, extensio
     click.echo(json.dumps(result))
 
 
+@sky.command("refit-background")
+@click.argument("patches", type=click.Path())
+@out_option("Patch file to write (a copy with the refitted background model).")
+@click.option("--min-flux", type=float, default=1e-10, show_default=True,
+              help="True sources of at least this S(1-100 GeV) are masked, standing in for "
+                   "the detections.")
+@overwrite_option()
+@quiet_option()
+def refit_background_cmd(patches, out, min_flux, overwrite, quiet):
+    """Copy PATCHES with the background model refitted as the detection chain refits it:
+    training data for per-source networks that see refitted backgrounds."""
+    from astroreco.detectors.sky.background import refit_patch_file
+
+    click.echo(json.dumps(refit_patch_file(patches, out, min_flux=min_flux,
+                                           overwrite=overwrite, progress=not quiet)))
+
+
 @sky.command()
 @click.argument("patches", type=click.Path())
 @out_option("Run directory: checkpoints, logs and the trained model in OUT/model.")
