@@ -265,7 +265,9 @@ def main(argv=None):
                     f"used in training), the same patches for every method "
                     f"(`python benchmarks/sky.py --n-patches {args.n_patches}`):\n\n"
                     + evaluate.table(result) + "\n")
-        (model_dir / "card.md").write_text(model_card(config, history, measured))
+        tmp = model_dir / ".card.md.tmp"
+        tmp.write_text(model_card(config, history, measured))
+        tmp.replace(model_dir / "card.md")
 
 
 if __name__ == "__main__":
