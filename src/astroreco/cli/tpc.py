@@ -234,7 +234,7 @@ def calibrate(model_dir, events, method, n_events, energy_bins, no_features, mem
               device, quiet):
     """Fit the kappa map of MODEL_DIR on validation EVENTS (one or more files never used
     for training or testing) and store it in the model's config.json."""
-    from astroreco.detectors.tpc.neural import calibrate_kappa
+    from astroreco.detectors.tpc.calibrate import calibrate_kappa
 
     features = () if no_features and method == "linear" else None
     result = calibrate_kappa(

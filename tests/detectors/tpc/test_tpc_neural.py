@@ -133,7 +133,7 @@ def test_model_dir_errors(tmp_path):
 
 
 def test_calibrate_kappa_stores_a_map_that_is_applied(events, tmp_path):
-    from astroreco.detectors.tpc.neural import calibrate_kappa, calibration_features
+    from astroreco.detectors.tpc.calibrate import calibrate_kappa, calibration_features
 
     cfg = TpcNetConfig(architecture="hcn", backend="torch", **SMALL)
     config = TrainConfig(max_epochs=1, batch_size=8, patience=2, progress=False, threads=1,
@@ -177,7 +177,7 @@ def test_calibrate_kappa_stores_a_map_that_is_applied(events, tmp_path):
 
 
 def test_kappa_calibration_is_applied_per_energy_bin():
-    from astroreco.detectors.tpc.neural import apply_kappa_calibration
+    from astroreco.detectors.tpc.calibrate import apply_kappa_calibration
 
     cal = {"energy_edges_kev": [42.5, 47.5], "coef": [[0.0, 1.0], [np.log(2.0), 1.0],
                                                         [0.0, 0.5]]}
@@ -209,14 +209,14 @@ def test_kappa_calibration_is_applied_per_energy_bin():
 
 
 def test_measured_energy_handles_empty_events():
-    from astroreco.detectors.tpc.neural import measured_energy_kev
+    from astroreco.detectors.tpc.calibrate import measured_energy_kev
 
     e = measured_energy_kev([0, 0, 2, 2], np.array([10.0, 20.0]))
     assert e[0] == 0 and e[2] == 0 and e[1] > 0
 
 
 def test_learned_kappa_map_is_stored_and_applied(events, tmp_path):
-    from astroreco.detectors.tpc.neural import NETWORK_FEATURES, calibrate_kappa
+    from astroreco.detectors.tpc.calibrate import NETWORK_FEATURES, calibrate_kappa
     from astroreco.nn.vmf_calibrator import apply_vmf_calibrator
 
     cfg = TpcNetConfig(architecture="hcn", backend="torch", tta=2, **SMALL)
@@ -260,7 +260,7 @@ def test_learned_kappa_map_is_stored_and_applied(events, tmp_path):
 
 
 def test_track_features_of_a_straight_track():
-    from astroreco.detectors.tpc.neural import track_features
+    from astroreco.detectors.tpc.calibrate import track_features
 
     coords = np.array([[i, 5, 5] for i in range(10)] + [[3, 3, 3], [3, 4, 3]])
     values = np.array([1.0] * 10 + [2.0, 6.0])
