@@ -4,6 +4,7 @@
                                   [--voxels 200] [--repeats 5] [--dense-repeats 3]
                                   [--grid 120] [--dense-grid 48 [120 ...]]
                                   [--dense-batch 2] [--layers paper|cpu] [--seed 1]
+                                  [--device cpu|cuda]
 
 Times one training step -- padded arrays -> network -> ``mean(out^2)`` -> backward -- of the
 backbone :data:`astroreco.nn.sparse.PAPER_LAYERS` (``--layers cpu``: the CPU-scale one) on
@@ -93,18 +94,20 @@ def dense_net(layers, grid: int):
     return nn.Sequential(*modules, nn.Flatten())
 
 
-def time_steps(step, repeats: int) -> list[float]:
+def time_steps(step, repeats: int, sync=lambda: None) -> list[float]:
     step()  # warm-up (allocations, spconv import)
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         step()
+        sync()  # a GPU step is timed to its end, not to its launch
         times.append(time.perf_counter() - t0)
     return times
 
 
 def measure(method: str, layers, grid: int, batch: int, n_voxels: int, repeats: int,
-            seed: int) -> dict:
+            seed: int, device: str = "cpu") -> dict:
     """Samples/s of one forward+backward step of ``method`` (spconv, torch, dense)."""
     import torch
 
@@ -112,21 +115,23 @@ def measure(method: str, layers, grid: int, batch: int, n_voxels: int, repeats: 
 
     rng = np.random.default_rng(seed)
     coords, values, counts = track_events(batch, n_voxels, grid, rng)
-    coords, values, counts = (torch.from_numpy(a) for a in (coords, values, counts))
+    coords, values, counts = (torch.from_numpy(a).to(device)
+                              for a in (coords, values, counts))
     torch.manual_seed(seed)
     shape = (grid, grid, grid)
     if method == "dense":
-        net = dense_net(layers, grid)
+        net = dense_net(layers, grid).to(device)
 
         def forward():
-            x = torch.zeros(batch, 1, *shape)
-            used = torch.arange(coords.shape[1]) < counts[:, None]  # (N, V)
-            b = torch.arange(batch)[:, None].expand_as(used)[used]
+            x = torch.zeros(batch, 1, *shape, device=device)
+            used = torch.arange(coords.shape[1], device=device) < counts[:, None]  # (N, V)
+            b = torch.arange(batch, device=device)[:, None].expand_as(used)[used]
             c = coords[used]
             x[b, 0, c[:, 0], c[:, 1], c[:, 2]] = values[used]
             return net(x)
     else:
-        net = SparseBackbone3d(layers, in_channels=1, spatial_shape=shape, backend=method)
+        net = SparseBackbone3d(layers, in_channels=1, spatial_shape=shape,
+                               backend=method).to(device)
 
         def forward():
             return net(from_padded(coords, values, counts, shape))
@@ -138,9 +143,11 @@ def measure(method: str, layers, grid: int, batch: int, n_voxels: int, repeats: 
         return out
 
     n_features = step().shape[1]
-    times = time_steps(step, repeats)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    times = time_steps(step, repeats, sync)
     median = statistics.median(times)
-    return {"method": method, "grid": grid, "batch": batch, "voxels_per_event": n_voxels,
+    return {"method": method, "device": str(device), "grid": grid, "batch": batch,
+            "voxels_per_event": n_voxels,
             "mean_voxels": float(counts.float().mean()), "n_features": int(n_features),
             "step_s_median": median, "step_s_best": min(times), "times_s": times,
             "samples_per_s": batch / median, "samples_per_s_best": batch / min(times)}
@@ -161,7 +168,8 @@ def run(args) -> dict:
     rows = []
     for method, grid, batch, repeats in plan:
         t0 = time.perf_counter()
-        row = measure(method, layers, grid, batch, args.voxels, repeats, args.seed)
+        row = measure(method, layers, grid, batch, args.voxels, repeats, args.seed,
+                      args.device)
         rows.append(row)
         print(f"  {method} @ {grid}^3: {row['samples_per_s']:.3g} samples/s "
               f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
@@ -176,7 +184,7 @@ def run(args) -> dict:
                        "repeats": args.repeats, "dense_repeats": args.dense_repeats,
                        "grid": args.grid,
                        "dense_grid": args.dense_grid, "seed": args.seed,
-                       "backends": backends, "spconv_threads": 1,
+                       "backends": backends, "spconv_threads": 1, "device": args.device,
                        "load_average_1min": os.getloadavg()[0],
                        "step": "from_padded (sparse) or scatter to dense, forward, "
                                "mean(out^2), backward"},
@@ -199,6 +207,7 @@ def parse_args(argv=None):
     ap.add_argument("--layers", choices=sorted(LAYER_SETS), default="paper",
                     help="layer specification")
     ap.add_argument("--seed", type=int, default=1, help="seed of the tracks and weights")
+    ap.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     args = ap.parse_args(argv)
     for name in ("threads", "batch", "dense_batch", "voxels", "repeats", "dense_repeats",
                  "grid"):
