@@ -32,9 +32,14 @@ def refit_patches(counts, background, found, kernels, pixel_deg: float,
     :data:`MASK_CONTAINMENT` of the PSF (``kernels``: per energy bin, as
     :func:`~astroreco.detectors.sky.pipeline.psf_kernels` gives them) up to
     :data:`MASK_MAX_DEG`, scale maps smoothed over ``smooth_deg``."""
-    radii = mask_radii_pix(kernels, MASK_CONTAINMENT, max_pix=MASK_MAX_DEG / pixel_deg)
-    smooth = None if smooth_deg is None else smooth_deg / pixel_deg
+    radii, smooth = _chain_settings(kernels, pixel_deg, smooth_deg)
     return refit_background(counts, background, found, radii, smooth_pix=smooth)[0]
+
+
+def _chain_settings(kernels, pixel_deg: float, smooth_deg: float | None = SMOOTH_DEG):
+    """The chain's disc radii and smoothing, in pixels."""
+    radii = mask_radii_pix(kernels, MASK_CONTAINMENT, max_pix=MASK_MAX_DEG / pixel_deg)
+    return radii, None if smooth_deg is None else smooth_deg / pixel_deg
 
 
 def mask_radii_pix(kernels, containment: float = 0.9, max_pix: float | None = None
@@ -145,7 +150,7 @@ def refit_patch_file(path, out, *, min_flux: float = 1e-10, chunk_size: int = 50
     if not (np.isfinite(min_flux) and min_flux > 0):
         raise InputError(f"--min-flux {min_flux!r}: expected a positive flux")
     config = config_of(path)
-    kernels = psf_kernels(config)
+    radii, smooth = _chain_settings(psf_kernels(config), config.geometry.pixel_deg)
     scales = []
     with atomic_path(out, overwrite) as tmp:
         shutil.copyfile(path, tmp)
@@ -162,10 +167,8 @@ def refit_patch_file(path, out, *, min_flux: float = 1e-10, chunk_size: int = 50
                     found = [{"x_pix": t["x_pix"][keep & (t["patch"] == p)],
                               "y_pix": t["y_pix"][keep & (t["patch"] == p)]}
                              for p in range(e - s)]
-                    radii = mask_radii_pix(kernels, MASK_CONTAINMENT,
-                                           max_pix=MASK_MAX_DEG / config.geometry.pixel_deg)
                     bkg, sc = refit_background(data.counts, data.background, found, radii,
-                                               smooth_pix=SMOOTH_DEG / config.geometry.pixel_deg)
+                                               smooth_pix=smooth)
                     ds[s:e] = bkg
                     scales.append(sc)
                     bar.advance(e - s)
