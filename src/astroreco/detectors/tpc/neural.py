@@ -33,10 +33,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from astroreco.errors import InputError
 from astroreco.detectors.tpc.calibrate import (_check_kappa_calibration, apply_kappa_calibration,
                                                calibration_features, pass_features,
                                                track_features)
+from astroreco.errors import InputError
 from astroreco.io.modeldir import LoadedNetwork
 
 ARCHITECTURES = ("hcn", "rcn", "gaussian")
@@ -340,8 +340,9 @@ class NeuralReconstructor(LoadedNetwork):
     def predict(self, offsets, coords, values, *, features: bool = False):
         """The network's direction and uncalibrated ``kappa`` (test-time passes combined)
         of sparse voxel events, and with ``features`` the per-event quantities a kappa map
-        may use (:func:`calibration_features`, :func:`track_features`,
-        :func:`pass_features`, ``log_kappa_mix``); else that dict holds only the first."""
+        may use (:mod:`~astroreco.detectors.tpc.calibrate`: ``calibration_features``,
+        ``track_features``, ``pass_features``, and ``log_kappa_mix``); else that dict holds
+        only the first."""
         from astroreco.stats.calibration import vmf_kappa_from_mean_cosine, vmf_mean_cosine
 
         offsets = np.asarray(offsets, np.int64)
