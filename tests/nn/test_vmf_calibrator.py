@@ -9,7 +9,7 @@ import pytest
 from astroreco.errors import InputError
 from astroreco.nn.vmf_calibrator import (apply_vmf_calibrator, check_vmf_calibrator,
                                          fit_vmf_calibrator)
-from astroreco.stats.calibration import vmf_calibration
+from astroreco.stats.vmf_calibration import vmf_calibration
 
 
 def _sample(rng, kappa):

@@ -11,9 +11,10 @@ import pytest
 from scipy import integrate
 
 from astroreco.errors import InputError
-from astroreco.stats.calibration import (vmf_calibration, vmf_expected_angle,
-                                         vmf_kappa_from_mean_cosine, vmf_mean_cosine,
-                                         vmf_mean_cosine_derivative)
+from astroreco.stats.vmf_calibration import (sample_vmf_angle, vmf_calibration,
+                                             vmf_calibration_null, vmf_expected_angle,
+                                             vmf_kappa_from_mean_cosine, vmf_mean_cosine,
+                                             vmf_mean_cosine_derivative)
 from astroreco.stats.directional import efficiency_curve
 
 
@@ -32,13 +33,6 @@ def _angle_moment(kappa, power):
     upper = min(math.pi, 60.0 / math.sqrt(kappa))
     return integrate.quad(lambda t: f(t) * density(t), 0.0, upper, epsabs=1e-16, epsrel=1e-12,
                           limit=200)[0]
-
-
-def _vmf_angles(kappa, rng):
-    """Angles to the mean of a vMF(kappa) on S^2, by inverse CDF of cos theta."""
-    u = rng.uniform(size=np.shape(kappa))
-    cos = 1.0 + np.log(u + (1.0 - u) * np.exp(-2.0 * kappa)) / kappa
-    return np.arccos(np.clip(cos, -1.0, 1.0))
 
 
 @pytest.mark.parametrize("kappa", [1e-6, 1e-3, 0.1, 0.7, 1.0, 3.0, 10.0, 100.0, 1e4])
@@ -97,8 +91,8 @@ def test_kappa_from_mean_cosine_round_trip_and_limits():
 
 def test_sampler_draws_the_vmf():
     rng = np.random.default_rng(3)
-    for kappa in (0.5, 5.0, 200.0):
-        theta = _vmf_angles(np.full(200_000, kappa), rng)
+    for kappa in (1e-9, 0.5, 5.0, 200.0, 1e5):
+        theta = sample_vmf_angle(np.full(200_000, kappa), rng)
         assert np.cos(theta).mean() == pytest.approx(vmf_mean_cosine(kappa), abs=4e-3)
         assert theta.mean() == pytest.approx(vmf_expected_angle(kappa), rel=5e-3)
 
@@ -107,7 +101,7 @@ def test_sampler_draws_the_vmf():
 def calibrated():
     rng = np.random.default_rng(7)
     kappa = np.exp(rng.uniform(math.log(0.5), math.log(2000.0), 60_000))
-    return _vmf_angles(kappa, rng), kappa
+    return sample_vmf_angle(kappa, rng), kappa
 
 
 def test_calibrated_model_fits_its_own_kappa(calibrated):
@@ -130,7 +124,7 @@ def test_calibrated_model_fits_its_own_kappa(calibrated):
 def test_over_confident_model_has_ratio_one_half(calibrated):
     rng = np.random.default_rng(8)
     _, kappa = calibrated
-    angle = _vmf_angles(kappa / 2.0, rng)
+    angle = sample_vmf_angle(kappa / 2.0, rng)
     rows = vmf_calibration(angle, kappa, n_bins=6)
     for r in rows:
         # bins spanning a factor 3.9: the fit sits 7% below half the geometric centre
@@ -177,7 +171,7 @@ def test_efficiency_curve_by_hand():
 def test_efficiency_curve_plain_mean_and_monotone():
     rng = np.random.default_rng(5)
     kappa = np.exp(rng.uniform(0, 6, 5000))
-    cd = 1.0 - np.cos(_vmf_angles(kappa, rng))
+    cd = 1.0 - np.cos(sample_vmf_angle(kappa, rng))
     cuts = np.linspace(0.0, 0.9, 19)
     c = efficiency_curve(cd, kappa, cuts)
     assert c["mean_cos_dist"][0] == pytest.approx(cd.mean(), rel=1e-12)
@@ -200,11 +194,11 @@ def test_midpoint_centre_of_equal_width_bins_fits_a_calibrated_model():
     # kappa spread evenly from 0.01 to 60, bins 5 wide: in the lowest bin (a factor 500 wide)
     # the geometric mean sits below what a calibrated fit gives, the midpoint 20% above;
     # kappa_equivalent is right in every bin, and the midpoint in every other bin
-    from astroreco.stats.calibration import kappa_bin_edges
+    from astroreco.stats.vmf_calibration import kappa_bin_edges
 
     rng = np.random.default_rng(11)
     kappa = rng.uniform(0.01, 60.0, 40_000)
-    angle = _vmf_angles(kappa, rng)
+    angle = sample_vmf_angle(kappa, rng)
     edges = kappa_bin_edges(kappa, n_bins=12)
     mid = vmf_calibration(angle, kappa, edges=edges, centre="midpoint")
     geo = vmf_calibration(angle, kappa, edges=edges)
@@ -218,3 +212,30 @@ def test_midpoint_centre_of_equal_width_bins_fits_a_calibrated_model():
         vmf_calibration(angle, kappa, centre="mean")
     with pytest.raises(InputError, match="edges"):
         vmf_calibration(angle, kappa, centre="midpoint")
+
+
+def test_null_distribution_of_the_calibration_test():
+    rng = np.random.default_rng(11)
+    # one narrow bin of 10,000 events: a calibrated model lands within ~1/sqrt(n) of it
+    k = np.full(10_000, 20.0)
+    narrow = vmf_calibration_null(k, n_draws=40, seed=1, edges=[19.0, 21.0],
+                                  centre="midpoint", min_count=200)
+    assert narrow.shape == (40,) and np.all(narrow < 0.05)
+    assert np.median(narrow) == pytest.approx(0.6745 / math.sqrt(k.size), rel=0.4)
+    # the same seed draws the same angles
+    again = vmf_calibration_null(k, n_draws=40, seed=1, edges=[19.0, 21.0],
+                                 centre="midpoint", min_count=200)
+    np.testing.assert_array_equal(narrow, again)
+    # a wide lowest bin (kappa from ~0 to 5, compared with its midpoint 2.5) misses even
+    # for a perfect model: the fit lands near the arithmetic mean of A_3, not at 2.5
+    wide = rng.uniform(0.01, 5.0, 5000)
+    biased = vmf_calibration_null(wide, n_draws=20, seed=2, edges=[0.01, 5.0],
+                                  centre="midpoint", min_count=200)
+    assert np.all(biased > 0.15)
+    # no bin with enough events: NaN, not a number that looks like a pass
+    assert np.all(np.isnan(vmf_calibration_null(k[:50], n_draws=3, edges=[19.0, 21.0],
+                                                centre="midpoint", min_count=200)))
+    with pytest.raises(InputError, match="n_draws"):
+        vmf_calibration_null(k, n_draws=0)
+    with pytest.raises(InputError, match="kappa"):
+        vmf_calibration_null(np.array([1.0, np.nan]), n_draws=2)

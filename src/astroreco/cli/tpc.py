@@ -184,12 +184,15 @@ def tune(events, out, min_efficiency, overwrite):
               help="About this many calibration bins in kappa.")
 @click.option("--binning", type=click.Choice(["width", "count"]), default="width",
               show_default=True, help="Calibration bins of equal width or of equal counts.")
-def evaluate(events, out, min_count, n_bins, binning):
+@click.option("--null-draws", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Draws from the predicted distributions that measure the calibration "
+                   "test's own noise (0: skip).")
+def evaluate(events, out, min_count, n_bins, binning, null_draws):
     """Score every reconstruction of EVENTS against the truth, side by side."""
     from astroreco.detectors.tpc.evaluate import evaluate as run, table
 
     click.echo(table(run(events, out, min_count=min_count, n_bins=n_bins,
-                         binning=binning)))
+                         binning=binning, null_draws=null_draws)))
 
 
 @tpc.command()

@@ -9,7 +9,7 @@ from astroreco.detectors.tpc import nonml, plots
 from astroreco.detectors.tpc.pipeline import EVENT_SCHEMA, read_voxels, simulate
 from astroreco.errors import InputError
 from astroreco.io.store import EventFile
-from astroreco.stats.calibration import vmf_calibration
+from astroreco.stats.vmf_calibration import vmf_calibration
 from astroreco.stats.directional import cosine_distance, efficiency_curve
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

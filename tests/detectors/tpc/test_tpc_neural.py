@@ -111,6 +111,15 @@ def test_train_save_reload_reconstruct(events, tmp_path):
     summary = reconstruct(events, method="nn", name="hcn", model=model_dir, backend="torch",
                           progress=False)
     assert summary["name"] == "hcn" and summary["efficiency"] == 1.0
+    # the evaluation sets the calibration test against its own noise
+    from astroreco.detectors.tpc.evaluate import evaluate
+
+    k = evaluate(events, tmp_path / "eval", n_bins=3, min_count=5,
+                 null_draws=12)["kappa_methods"]["hcn"]
+    null = k["calibration_null"]
+    assert k["calibration_bins_checked"] >= 1 and null["draws"] == 12
+    assert 0.0 <= null["p_value"] <= 1.0 and 0.0 <= null["fraction_beyond_tolerance"] <= 1.0
+    assert 0.0 < null["median_max_deviation"] <= null["q90_max_deviation"]
 
 
 @pytest.mark.skipif("spconv" not in available_backends(), reason="spconv not installed")
@@ -286,7 +295,7 @@ def _vmf_angles(k, rng):
 
 
 def test_vmf_kappa_power_map_recovers_a_known_distortion():
-    from astroreco.stats.calibration import vmf_kappa_power_map
+    from astroreco.stats.vmf_calibration import vmf_kappa_power_map
 
     rng = np.random.default_rng(1)
     k = np.exp(rng.uniform(np.log(3), np.log(80), 40000))
@@ -302,7 +311,7 @@ def test_vmf_kappa_power_map_recovers_a_known_distortion():
 
 
 def test_vmf_kappa_feature_map_recovers_a_feature_dependent_distortion():
-    from astroreco.stats.calibration import apply_kappa_feature_map, vmf_kappa_feature_map
+    from astroreco.stats.vmf_calibration import apply_kappa_feature_map, vmf_kappa_feature_map
 
     rng = np.random.default_rng(3)
     k = np.exp(rng.uniform(np.log(3), np.log(80), 40000))
@@ -318,7 +327,7 @@ def test_vmf_kappa_feature_map_recovers_a_feature_dependent_distortion():
 
 
 def test_kappa_bin_edges_are_round_and_hold_every_event():
-    from astroreco.stats.calibration import kappa_bin_edges, vmf_calibration
+    from astroreco.stats.vmf_calibration import kappa_bin_edges, vmf_calibration
 
     rng = np.random.default_rng(2)
     k = rng.uniform(0.7, 61.0, 5000)
@@ -333,7 +342,7 @@ def test_kappa_bin_edges_are_round_and_hold_every_event():
 
 
 def test_vmf_kappa_scale_recovers_a_known_miscalibration():
-    from astroreco.stats.calibration import vmf_kappa_scale
+    from astroreco.stats.vmf_calibration import vmf_kappa_scale
 
     rng = np.random.default_rng(0)
     k = rng.uniform(5, 50, 20000)

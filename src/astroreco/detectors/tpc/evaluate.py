@@ -85,7 +85,8 @@ def score_methods(events) -> tuple[dict, dict]:
 
 
 def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
-             min_count: int = 200, cuts=CUTS) -> dict:
+             min_count: int = 200, cuts=CUTS, null_draws: int = 200,
+             tolerance: float = 0.2) -> dict:
     """Score every reconstruction of ``events``; write ``evaluation.json`` and the plots.
 
     Returns the JSON content: per-method scores, and for every method with ``kappa`` its
@@ -93,12 +94,22 @@ def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
     (fitted ``kappa`` against the bin centre; a bin with ``min_count`` events or more
     passes when within 20%).  The calibration bins are about ``n_bins`` bins of equal width
     in ``kappa`` (``binning="width"``, as the seed's Figure 6b;
-    :func:`~astroreco.stats.calibration.kappa_bin_edges`) or ``n_bins`` bins of equal
+    :func:`~astroreco.stats.vmf_calibration.kappa_bin_edges`) or ``n_bins`` bins of equal
     counts (``binning="count"``).
+
+    The calibration test's own noise is measured too
+    (:func:`~astroreco.stats.vmf_calibration.vmf_calibration_null`): ``null_draws`` sets of
+    angles drawn from the predicted distributions give ``calibration_null`` -- the median
+    and 90% quantile of the largest deviation a perfectly calibrated model with the same
+    ``kappa`` would show, the fraction of draws beyond ``tolerance``, and ``p_value``, the
+    fraction at or beyond the observed largest deviation (``null_draws=0``: skipped).
     """
     from astroreco.detectors.tpc.plots import plot_calibration, plot_efficiency_curve
-    from astroreco.stats.calibration import kappa_bin_edges, vmf_calibration
+    from astroreco.stats.vmf_calibration import (kappa_bin_edges, vmf_calibration,
+                                                 vmf_calibration_null)
 
+    if isinstance(null_draws, bool) or int(null_draws) != null_draws or null_draws < 0:
+        raise InputError(f"null_draws: expected an integer >= 0, got {null_draws!r}")
     if binning not in ("width", "count"):
         raise InputError(f"binning {binning!r}: expected 'width' or 'count'")
     out = Path(out_dir)
@@ -127,9 +138,9 @@ def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
               for c in (0.01, 0.05)}
         edges = kappa_bin_edges(a["kappa"], n_bins) if binning == "width" else None
         # equal-width bins are compared with their midpoints, as the seed's Figure 6b does
-        rows = vmf_calibration(a["angle"], a["kappa"], n_bins=n_bins, min_count=min_count,
-                               edges=edges, centre="midpoint" if edges is not None
-                               else "geometric")
+        binned = {"n_bins": n_bins, "min_count": min_count, "edges": edges,
+                  "centre": "midpoint" if edges is not None else "geometric"}
+        rows = vmf_calibration(a["angle"], a["kappa"], **binned)
         checked = [r for r in rows if r["enough"]]
         entry = {**at, "curve": {k: np.asarray(v).tolist() for k, v in curve.items()},
                  "calibration": rows,
@@ -138,6 +149,15 @@ def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
                  "calibration_max_deviation_equivalent": max(
                      (abs(r["ratio_equivalent"] - 1) for r in checked), default=float("nan")),
                  "calibration_bins_checked": len(checked)}
+        if null_draws and checked:
+            null = vmf_calibration_null(a["kappa"], n_draws=int(null_draws), **binned)
+            null = null[np.isfinite(null)]
+            entry["calibration_null"] = {
+                "draws": int(null.size), "median_max_deviation": float(np.median(null)),
+                "q90_max_deviation": float(np.quantile(null, 0.9)),
+                "tolerance": float(tolerance),
+                "fraction_beyond_tolerance": float(np.mean(null > tolerance)),
+                "p_value": float(np.mean(null >= entry["calibration_max_deviation"]))}
         if best is not None:
             below = np.flatnonzero(np.asarray(curve["mean_cos_dist"]) <= best)
             entry["cut_to_reach_best_expected"] = float(curve["cut"][below[0]]) \

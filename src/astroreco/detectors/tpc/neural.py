@@ -343,7 +343,7 @@ class NeuralReconstructor(LoadedNetwork):
         may use (:mod:`~astroreco.detectors.tpc.calibrate`: ``calibration_features``,
         ``track_features``, ``pass_features``, and ``log_kappa_mix``); else that dict holds
         only the first."""
-        from astroreco.stats.calibration import vmf_kappa_from_mean_cosine, vmf_mean_cosine
+        from astroreco.stats.vmf_calibration import vmf_kappa_from_mean_cosine, vmf_mean_cosine
 
         offsets = np.asarray(offsets, np.int64)
         n = len(offsets) - 1

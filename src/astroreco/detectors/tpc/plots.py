@@ -18,14 +18,14 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from astroreco.errors import InputError  # noqa: E402
-from astroreco.stats.calibration import vmf_expected_angle  # noqa: E402
+from astroreco.stats.vmf_calibration import vmf_expected_angle  # noqa: E402
 from astroreco.report.figures import save_figure  # noqa: E402
 
 #: marker and colour of the seed's methods (its Figure 5); other labels cycle through C2...
 _POINT_STYLES = {"RCN": ("D", "red"), "Non-ML": ("o", "orange"),
                  "Non-ML tuned": ("*", "black")}
 
-#: keys every row of :func:`~astroreco.stats.calibration.vmf_calibration` holds
+#: keys every row of :func:`~astroreco.stats.vmf_calibration.vmf_calibration` holds
 _ROW_KEYS = ("kappa_lo", "kappa_hi", "kappa_centre", "mean_angle", "mean_angle_err",
              "kappa_fit", "kappa_fit_err", "enough")
 
@@ -130,7 +130,7 @@ def plot_calibration(angle, kappa, rows, out_png, *, title: str = "") -> Path:
 
     Left: 2D histogram of ``log10 kappa`` against the angle to the truth (degrees), the mean
     angle per bin (red, with its standard error) and the expected mean angle of a vMF
-    (:func:`~astroreco.stats.calibration.vmf_expected_angle`, black dashed).  Right: the
+    (:func:`~astroreco.stats.vmf_calibration.vmf_expected_angle`, black dashed).  Right: the
     fitted ``kappa`` (with its statistical error) against the bin's centre ``kappa``,
     log-log, with ``y = x``; horizontal bars show the bin's extent; bins with fewer than
     ``min_count`` events are grey.
@@ -141,7 +141,7 @@ def plot_calibration(angle, kappa, rows, out_png, *, title: str = "") -> Path:
         ``(n,)`` angles between predicted and true directions (radians) and predicted
         concentrations (> 0).
     rows : list of dict
-        :func:`~astroreco.stats.calibration.vmf_calibration` of the same events.
+        :func:`~astroreco.stats.vmf_calibration.vmf_calibration` of the same events.
     out_png : path-like
         PNG to write (replaced if it exists).
     title : str, optional
@@ -161,7 +161,7 @@ def plot_calibration(angle, kappa, rows, out_png, *, title: str = "") -> Path:
     rows = list(rows or [])
     if not rows or not all(isinstance(r, dict) and set(_ROW_KEYS) <= set(r) for r in rows):
         raise InputError("rows: expected the non-empty list of bins of "
-                         "astroreco.stats.calibration.vmf_calibration")
+                         "astroreco.stats.vmf_calibration.vmf_calibration")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     ax = axes[0]
     lk = np.log10(k)
