@@ -236,6 +236,15 @@ def test_noisy_detections_pulls_and_classes(result, patch_file):
     flux = m["flux"]
     assert 0.8 < flux["pulls"]["std"] < 1.2 and abs(flux["pulls"]["mean"]) < 0.15
     assert abs(flux["bias_median"]) < 0.05
+    # 20% Gaussian errors are nearly log-normal ones: the log10 pulls are unit too
+    assert 0.8 < flux["log_pulls"]["std"] < 1.25 and flux["log_pulls"]["n"] > 0.95 * n
+    # the pairs above the flux threshold: every bright source matched (a dozen here)
+    assert flux["pulls_above"]["n"] == m["counts"]["n_matched_true_above"] > 5
+    assert 0.3 < flux["pulls_above"]["std"] < 1.7
+    binned = [r for r in flux["pulls_per_bin"] if "std" in r]
+    assert binned and sum(r["n"] for r in flux["pulls_per_bin"]) <= flux["pulls"]["n"]
+    assert all(0.7 < r["std"] < 1.3 for r in binned if r["n"] >= 50)
+    assert any(r["n"] >= 50 for r in binned)
     cls = m["classification"]
     mat = np.array(cls["source_class"]["matrix"])
     assert mat.shape == (2, 2) and mat.sum() == m["counts"]["tp"]

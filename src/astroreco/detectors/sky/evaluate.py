@@ -21,8 +21,11 @@ pixel units).  Then, per method:
   in the gnomonic tangent plane at the true position divided by the per-axis sigma; for a
   circular Gaussian the pulls are unit normal and the 68 % / 95 % radii are
   :math:`1.515\sigma` and :math:`2.448\sigma` (:math:`\sqrt{-2\ln(1 - q)}\,\sigma`);
-- with ``flux``/``flux_err``: flux pulls :math:`(S_{det} - S_{true})/\sigma_S` and the bias
-  :math:`\mathrm{median}(S_{det}/S_{true} - 1)` per flux bin;
+- with ``flux``/``flux_err``: flux pulls :math:`(S_{det} - S_{true})/\sigma_S` (all matched
+  pairs, those above the flux threshold, and per true-flux bin: near the detection
+  threshold the detected sources are the upward fluctuations, Eddington bias), the same in
+  :math:`\log_{10} S` with :math:`\sigma_{\log} = \sigma_S / (S_{det} \ln 10)`, and the
+  bias :math:`\mathrm{median}(S_{det}/S_{true} - 1)` per flux bin;
 - with class probabilities: confusion matrices (true ``cls`` vs
   :math:`\arg\max(p_{agn}, p_{psr})`, true ``ext_class`` vs
   :math:`\arg\max(p_{ext0}, p_{ext1}, p_{ext2})` or the stored ``ext_class``) of the matched
@@ -404,9 +407,19 @@ def _score_method(truth, det, name, *, radius_pix, flux_threshold, edges, target
         s_err = np.asarray(det["flux_err"], np.float64)[pd]
         good = np.isfinite(s_det) & np.isfinite(s_err) & (s_err > 0)
         pull = (s_det[good] - pflux[good]) / s_err[good]
+        # the same in log10 S, where the refiner's log-normal is Gaussian: sigma_log10 =
+        # flux_err / (ln 10 flux), the delta method's inverse
+        lgood = good & (s_det > 0) & (pflux > 0)
+        log_pull = (np.log10(s_det[lgood] / pflux[lgood])
+                    * np.log(10.0) * s_det[lgood] / s_err[lgood])
         ratio = s_det / pflux - 1.0
         fin = np.isfinite(ratio)
         entry["flux"] = {"pulls": _pull_summary(pull),
+                         "pulls_above": _pull_summary(pull[bright[good]]),
+                         "log_pulls": _pull_summary(log_pull),
+                         "pulls_per_bin": _per_bin(pflux[good], pull, edges,
+                                                   lambda x: {"mean": float(x.mean()),
+                                                              "std": float(x.std())}),
                          "bias_median": _quantile(ratio[fin], 0.5),
                          "bias_median_above": _quantile(ratio[fin & bright], 0.5),
                          "per_bin": _per_bin(pflux[fin], ratio[fin], edges,
