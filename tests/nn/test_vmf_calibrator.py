@@ -96,3 +96,39 @@ def test_bad_maps_and_inputs_are_refused(fitted):
         fit_vmf_calibrator(f, d[:5], t, ["a", "b"], progress=False)
     with pytest.raises(InputError, match="members"):
         fit_vmf_calibrator(f, d, t, ["a", "b"], members=0, progress=False)
+
+
+def test_balance_weights_level_the_histogram():
+    from astroreco.nn.vmf_calibrator import balance_weights
+
+    rng = np.random.default_rng(5)
+    v = np.concatenate([rng.normal(0.0, 0.3, 9000), rng.uniform(-3.0, 3.0, 1000)])
+    np.testing.assert_array_equal(balance_weights(v, 0.0), np.ones(v.size))
+    for power in (0.5, 1.0):
+        w = balance_weights(v, power, n_bins=20)
+        assert w.mean() == pytest.approx(1.0) and np.all(w > 0)
+        # rare values weigh more: the tail's share of the total weight grows with the power
+        tail = np.abs(v) > 1.5
+        assert w[tail].sum() / w.sum() > tail.mean()
+    # power 1: every occupied bin carries the same total weight
+    w = balance_weights(v, 1.0, n_bins=20)
+    which = np.clip(np.digitize(v, np.histogram_bin_edges(v, 20)) - 1, 0, 19)
+    per_bin = np.bincount(which, w)[np.bincount(which) > 0]
+    np.testing.assert_allclose(per_bin, per_bin[0], rtol=1e-9)
+    np.testing.assert_array_equal(balance_weights(np.full(5, 2.0), 1.0), np.ones(5))
+    for bad, power in ((np.array([1.0, np.nan]), 1.0), (v, -1.0), (np.zeros(0), 1.0)):
+        with pytest.raises(InputError, match="balance"):
+            balance_weights(bad, power)
+
+
+def test_a_balanced_fit_still_recovers_the_kappa_and_records_its_weighting():
+    f, d, t, true_kappa = _events(2, 3000)
+    cal = fit_vmf_calibrator(f, d, t, ["log_kappa", "x"], members=1, hidden=16,
+                             max_epochs=60, patience=10, lr=1e-2, seed=4, balance=0.5,
+                             balance_by="x", progress=False)
+    assert cal["fit"]["balance"] == 0.5 and cal["fit"]["balance_by"] == "x"
+    k = apply_vmf_calibrator(check_vmf_calibrator(cal), f)
+    assert np.median(np.abs(np.log(k / true_kappa))) < 0.2
+    with pytest.raises(InputError, match="balance_by"):
+        fit_vmf_calibrator(f, d, t, ["log_kappa", "x"], balance=0.5, balance_by="y",
+                           progress=False)

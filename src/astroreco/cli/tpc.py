@@ -230,11 +230,14 @@ def arrows(out, epochs, n_train, n_val, n_test, backend, seed, quiet):
               help="linear: kappa -> s kappa^b per energy bin only, without the voxel density.")
 @click.option("--members", type=click.IntRange(min=1), default=5, show_default=True,
               help="mlp: networks in the ensemble.")
+@click.option("--balance", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="mlp: weigh events by the inverse density of the network's log kappa "
+                   "to this power (0: all alike), so the rare low-kappa tail is fitted too.")
 @seed_option()
 @device_option()
 @quiet_option()
-def calibrate(model_dir, events, method, n_events, energy_bins, no_features, members, seed,
-              device, quiet):
+def calibrate(model_dir, events, method, n_events, energy_bins, no_features, members,
+              balance, seed, device, quiet):
     """Fit the kappa map of MODEL_DIR on validation EVENTS (one or more files never used
     for training or testing) and store it in the model's config.json."""
     from astroreco.detectors.tpc.calibrate import calibrate_kappa
@@ -243,7 +246,7 @@ def calibrate(model_dir, events, method, n_events, energy_bins, no_features, mem
     result = calibrate_kappa(
         model_dir, list(events), method=method, n_events=n_events, device=device,
         energy_bins=energy_bins, features=features, members=members, seed=seed,
-        progress=not quiet)
+        balance=balance, progress=not quiet)
     # the networks' weights are in config.json; the summary names what was fitted
     cal = result["kappa_calibration"]
     if cal.get("kind") == "mlp":

@@ -56,10 +56,28 @@ def _log_kappa(raw: torch.Tensor) -> torch.Tensor:
     return torch.clamp(raw[:, 0] + LOG_KAPPA_OFFSET, LOG_KAPPA_MIN, LOG_KAPPA_MAX)
 
 
+def balance_weights(values, power: float, n_bins: int = 40) -> np.ndarray:
+    """Per-event weights ``(max density / density)^power`` of a histogram of ``values``
+    (``n_bins`` equal-width bins), normalised to mean 1: ``power = 0`` weighs every event
+    alike, ``power = 1`` every bin of ``values`` alike."""
+    v = np.asarray(values, np.float64)
+    if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)):
+        raise InputError("balance: expected a non-empty 1D array of finite values")
+    if not (math.isfinite(power) and power >= 0):
+        raise InputError(f"balance: expected a power >= 0, got {power!r}")
+    if power == 0 or v.min() == v.max():
+        return np.ones(v.size)
+    counts, edges = np.histogram(v, bins=int(n_bins))
+    density = counts[np.clip(np.searchsorted(edges, v, side="right") - 1, 0, n_bins - 1)]
+    w = (counts.max() / density.astype(np.float64)) ** float(power)
+    return w / w.mean()
+
+
 def fit_vmf_calibrator(features, direction, truth, names, *, members: int = 5,
                        hidden: int = 32, depth: int = 2, val_fraction: float = 0.15,
                        lr: float = 3e-3, weight_decay: float = 1e-4, batch_size: int = 1024,
                        max_epochs: int = 300, patience: int = 25, seed: int = 0,
+                       balance: float = 0.0, balance_by: str | None = None,
                        progress: bool = True) -> dict:
     """Fit the ensemble on validation events; returns the JSON-ready map.
 
@@ -82,6 +100,12 @@ def fit_vmf_calibrator(features, direction, truth, names, *, members: int = 5,
         ``patience`` epochs, and the best epoch is kept.
     seed : int
         Seed of the splits, initialisations and batch orders.
+    balance, balance_by : float, str
+        Weigh each event's likelihood by :func:`balance_weights` of the feature
+        ``balance_by`` (default: the first) with this power, in training and early stopping
+        alike.  The rare events -- in a tail of the network's own ``kappa``, say -- then
+        count for more than their number, and the map is fitted there too instead of
+        being set by the bulk; ``0`` (default) weighs every event alike.
 
     Returns
     -------
@@ -111,6 +135,11 @@ def fit_vmf_calibrator(features, direction, truth, names, *, members: int = 5,
     if n_val < 50 or len(f) - n_val < 200:
         raise InputError(f"vmf calibrator: {len(f)} events, expected enough for >= 200 "
                          f"training and >= 50 held-out events")
+    by = names[0] if balance_by is None else str(balance_by)
+    if by not in names:
+        raise InputError(f"balance_by {by!r}: expected one of the features {names}")
+    weight = torch.tensor(balance_weights(f[:, names.index(by)], float(balance)),
+                          dtype=torch.float32)
     mean, std = f.mean(0), f.std(0)
     std = np.where(std > 0, std, 1.0)
     x_all = torch.tensor((f - mean) / std, dtype=torch.float32)
@@ -130,7 +159,7 @@ def fit_vmf_calibrator(features, direction, truth, names, *, members: int = 5,
 
             def nll(idx):
                 k = torch.exp(_log_kappa(net(x_all[idx])))
-                return loss_fn((d_all[idx], k), t_all[idx])
+                return loss_fn((d_all[idx], k), t_all[idx], weight[idx])
 
             best, best_state, best_epoch = math.inf, None, -1
             for epoch in range(int(max_epochs)):
@@ -156,7 +185,8 @@ def fit_vmf_calibrator(features, direction, truth, names, *, members: int = 5,
             bar.advance(1)
     return {"kind": KIND, "features": names, "mean": [float(v) for v in mean],
             "std": [float(v) for v in std], "hidden": int(hidden), "depth": int(depth),
-            "members": out, "fit": {"events": int(len(f)), "members": fits}}
+            "members": out, "fit": {"events": int(len(f)), "members": fits,
+                                    "balance": float(balance), "balance_by": by}}
 
 
 def check_vmf_calibrator(params) -> dict:
