@@ -114,3 +114,8 @@ def test_refit_background_writes_a_copy(patches, tmp_path):
                       "file exists")
     assert_user_error(run(["sky", "refit-background", patches, "-o", tmp_path / "x.h5",
                            "--min-flux", "-1", "-q"], ok=False), "--min-flux")
+
+
+def test_calibrate_flux_errors_names_a_missing_model(patches, tmp_path):
+    assert_user_error(run(["sky", "calibrate-flux-errors", tmp_path / "nope", patches, "-q"],
+                          ok=False), "nope")

@@ -166,6 +166,27 @@ def refit_background_cmd(patches, out, min_flux, overwrite, quiet):
                                            overwrite=overwrite, progress=not quiet)))
 
 
+@sky.command("calibrate-flux-errors")
+@click.argument("refiner_dir", type=click.Path())
+@click.argument("patches", type=click.Path())
+@click.option("--model", default=None, type=click.Path(),
+              help="Detector model directory [the shipped one].")
+@click.option("--background-model", type=click.Path(), default=None,
+              help="Patch file whose background is the analyst's model [the stored one].")
+@click.option("--bins", "n_bins", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Bins of equal counts in the detected flux.")
+@quiet_option()
+def calibrate_flux_errors_cmd(refiner_dir, patches, model, background_model, n_bins, quiet):
+    """Scale the flux errors of the ensemble REFINER_DIR so that they hold for detected
+    sources: run the chain on validation PATCHES (with truth, never used for training or
+    testing), and store the pull width per bin of detected flux in its config.json."""
+    from astroreco.detectors.sky.flux_errors import calibrate_flux_errors
+
+    click.echo(json.dumps(calibrate_flux_errors(refiner_dir, patches, model=model,
+                                                background_model=background_model,
+                                                n_bins=n_bins, progress=not quiet)))
+
+
 @sky.command()
 @click.argument("patches", type=click.Path())
 @out_option("Run directory: checkpoints, logs and the trained model in OUT/model.")

@@ -431,7 +431,8 @@ def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = N
     ``kmeans``) and ``threshold`` override the model's centre finder.  The detection uses
     the counts only.  ``refiner`` (position/flux ensemble), ``extension`` (extension
     classifier) and ``source_class`` (AGN/pulsar classifier, patches with time bins) are
-    model directories; they see cut-outs of the counts and of the
+    model directories (``refiner`` may also be a loaded
+    :class:`~astroreco.detectors.sky.refine.Refiner`); they see cut-outs of the counts and of the
     background model: the stored (true) one, or that of ``background_model`` (a patch file
     of the same patches, see :func:`detect_classical`), renormalised on each patch to the
     counts away from the detections unless ``refit_background`` is False
@@ -450,7 +451,7 @@ def detect_neural(path, *, model=None, name: str = "nn", centres: str | None = N
     if refiner is not None:
         from astroreco.detectors.sky.refine import Refiner
 
-        ref = Refiner(refiner)
+        ref = refiner if isinstance(refiner, Refiner) else Refiner(refiner)
         fields = fields + REFINE_FIELDS
     if extension is not None:
         from astroreco.detectors.sky.classify import Classifier

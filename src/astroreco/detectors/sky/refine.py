@@ -36,6 +36,11 @@ of the axis residuals within 1 sigma; log10 S residual RMS 0.14 dex (the classic
 The pulls narrow with flux (std ~1.05 for S < 3e-10, ~0.8 above 1e-9: the brightest
 sources, few in training, are given too large errors).
 
+A model may carry a table that rescales its flux errors for detected sources, fitted
+through the detection chain on validation patches
+(:mod:`astroreco.detectors.sky.flux_errors`, ``flux_error_scale`` in ``config.json``);
+:class:`Refiner` applies it to ``flux_err``, its parts and ``log10_flux_sigma``.
+
 The model directory (``out/model``) holds all members in one ``weights.safetensors``
 (:class:`~astroreco.nn.ensemble.DeepEnsemble`, ``members.<k>.*``), ``config.json`` (the
 :class:`RefineConfig`, training provenance, validation figures) and ``card.md``; loading it
@@ -202,6 +207,14 @@ class Refiner:
         self.batch_size = int(batch_size)
         self.model_dir = str(model_dir)
         self.metadata = config
+        #: the flux-error table fitted through the detection chain
+        #: (:mod:`astroreco.detectors.sky.flux_errors`), or None
+        self.flux_error_scale = None
+        if config.get("flux_error_scale") is not None:
+            from astroreco.detectors.sky.flux_errors import check_flux_error_scale
+
+            self.flux_error_scale = check_flux_error_scale(
+                config["flux_error_scale"], f"{model_dir}/config.json: flux_error_scale")
 
     def predict(self, counts, background, x_pix, y_pix) -> dict:
         """Refine the sources at ``(x_pix, y_pix)`` (pixels, ``(k,)``) of one patch with
@@ -227,7 +240,9 @@ class Refiner:
         y = np.asarray(y_pix, np.float64).reshape(-1)
         inputs = batch_inputs(counts, background, patch, x, y, self.config.size)
         means, log_vars = _run(self.ensemble, inputs, self.batch_size, self.device)
-        return _catalog(x, y, means, log_vars)
+        from astroreco.detectors.sky.flux_errors import apply_flux_error_scale
+
+        return apply_flux_error_scale(self.flux_error_scale, _catalog(x, y, means, log_vars))
 
     def evaluate(self, events, start_patch: int = 0, stop_patch: int | None = None,
                  chunk: int = 4096) -> dict:
