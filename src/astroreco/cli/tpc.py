@@ -230,9 +230,10 @@ def arrows(out, epochs, n_train, n_val, n_test, backend, seed, quiet):
               help="linear: kappa -> s kappa^b per energy bin only, without the voxel density.")
 @click.option("--members", type=click.IntRange(min=1), default=5, show_default=True,
               help="mlp: networks in the ensemble.")
-@click.option("--balance", type=click.FloatRange(min=0), default=0.5, show_default=True,
+@click.option("--balance", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="mlp: weigh events by the inverse density of the network's log kappa "
-                   "to this power (0: all alike), so the rare low-kappa tail is fitted too.")
+                   "to this power (0: all alike), so that the rare low-kappa tail counts "
+                   "for more.")
 @seed_option()
 @device_option()
 @quiet_option()
