@@ -331,3 +331,17 @@ def test_wilson_interval_contains_the_fraction():
             lo, hi = _wilson(k, n)
             assert 0 <= lo <= k / n <= hi <= 1
     assert _wilson(0, 0) == (None, None)
+
+
+def test_matched_pairs_are_the_pairs_the_score_counts(result, patch_file):
+    truth, det = ev.matched_pairs(patch_file[0], "perfect")
+    n = result["methods"]["perfect"]["counts"]["tp"]
+    assert len(truth["flux"]) == len(det["x_pix"]) == n > 100
+    # perfect detections sit on their true sources
+    np.testing.assert_allclose(det["x_pix"], truth["x_pix"])
+    np.testing.assert_array_equal(det["patch"], truth["patch"])
+    assert np.all(truth["in_patch"])
+    none, _ = ev.matched_pairs(patch_file[0], "shifted")
+    assert len(none["flux"]) == 0
+    with pytest.raises(InputError, match="match_radius"):
+        ev.matched_pairs(patch_file[0], "perfect", match_radius_deg=-1.0)

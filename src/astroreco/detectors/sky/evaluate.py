@@ -49,8 +49,8 @@ import numpy as np
 
 from astroreco.errors import InputError
 
-__all__ = ["FLUX_EDGES", "DEFAULTS", "sky_offsets", "score_tables", "score", "evaluate",
-           "table"]
+__all__ = ["FLUX_EDGES", "DEFAULTS", "sky_offsets", "score_tables", "score", "matched_pairs",
+           "evaluate", "table"]
 
 #: default bins of the true flux S(1-100 GeV), ph cm^-2 s^-1: 10 log bins
 FLUX_EDGES = tuple(float(v) for v in np.geomspace(1e-11, 1e-7, 11))
@@ -616,6 +616,29 @@ def score(path, names=None, *, match_radius_deg: float = 0.3, flux_threshold: fl
               flux_edges=flux_edges, purity_target=purity_target)
     _check_options(match_radius_deg, flux_threshold, flux_edges, purity_target)
     return json_safe(_score_file(path, names, kw)[0])
+
+
+def matched_pairs(path, name: str, *, match_radius_deg: float = 0.3) -> tuple[dict, dict]:
+    """The detections of ``/reco/<name>`` in the patch file ``path`` matched one-to-one to
+    the true sources inside the patches, as :func:`score` matches them.
+
+    Returns ``(truth, detections)``: two dicts of arrays of equal length, one row per
+    matched pair -- the true sources' ``patch``, ``x_pix``, ``y_pix``, ``flux``, ... and
+    every stored column of the detections.
+    """
+    _check_options(match_radius_deg, DEFAULTS["flux_threshold"], None,
+                   DEFAULTS["purity_target"])
+    truth, dets, pixel_deg, _ = _read(path, [name])
+    tr = _prepare_truth(truth, pixel_deg, where=f"{path}: truth")
+    det = dict(dets[name])
+    for col in ("patch", "x_pix", "y_pix"):
+        det[col] = _column(det, col, f"{path}: /reco/{name}",
+                           np.int64 if col == "patch" else np.float64)
+    ti, di = _match(tr, det, match_radius_deg / pixel_deg)
+    inside = tr["in_patch"][ti]
+    ti, di = ti[inside], di[inside]
+    return ({k: v[ti] for k, v in tr.items() if isinstance(v, np.ndarray)},
+            {k: np.asarray(v)[di] for k, v in det.items()})
 
 
 # --- evaluate: json, plots, html --------------------------------------------------------------

@@ -112,7 +112,7 @@ def calibrate_flux_errors(refiner_dir, events, *, model=None, background_model=N
     the true sources in the patch within ``match_radius_deg`` (as the evaluation does).
     Returns the table and the pull width before and after.
     """
-    from astroreco.detectors.sky import evaluate as ev
+    from astroreco.detectors.sky.evaluate import matched_pairs
     from astroreco.detectors.sky.pipeline import detect_neural
     from astroreco.detectors.sky.refine import Refiner
 
@@ -120,21 +120,13 @@ def calibrate_flux_errors(refiner_dir, events, *, model=None, background_model=N
     refiner.flux_error_scale = None          # calibrate what the ensemble predicts
     detect_neural(events, model=model, name=name, refiner=refiner,
                   background_model=background_model, progress=progress)
-    truth, dets, pixel_deg, _ = ev._read(events, [name])
-    tr = ev._prepare_truth(truth, pixel_deg)
-    det = dets[name]
-    for col in ("patch", "x_pix", "y_pix"):
-        det[col] = ev._column(det, col, f"{events}: /reco/{name}",
-                              np.int64 if col == "patch" else np.float64)
-    ti, di = ev._match(tr, det, match_radius_deg / pixel_deg)
-    inside = tr["in_patch"][ti]
-    ti, di = ti[inside], di[inside]
-    flux = np.asarray(det["flux"], np.float64)[di]
-    err = np.asarray(det["flux_err"], np.float64)[di]
-    table = fit_flux_error_scale(flux, err, tr["flux"][ti], n_bins=n_bins)
-    pull = (flux - tr["flux"][ti]) / err
+    truth, det = matched_pairs(events, name, match_radius_deg=match_radius_deg)
+    flux = np.asarray(det["flux"], np.float64)
+    err = np.asarray(det["flux_err"], np.float64)
+    table = fit_flux_error_scale(flux, err, truth["flux"], n_bins=n_bins)
+    pull = (flux - truth["flux"]) / err
     after = pull / flux_error_factor(table, flux)
-    table["fit"] = {"events": str(events), "n_pairs": int(ti.size),
+    table["fit"] = {"events": str(events), "n_pairs": int(flux.size),
                     "pull_std_before": float(np.std(pull)),
                     "pull_std_after": float(np.std(after)),
                     "background_model": None if background_model is None
