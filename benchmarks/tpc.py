@@ -162,7 +162,7 @@ def card_section(sets, target_rows) -> str:
                           "calibrated model with these kappa would deviate by "
                           f"{null['median_max_deviation']:.1%} (median; 90%: "
                           f"{null['q90_max_deviation']:.1%}) and exceed "
-                          f"{null['tolerance']:.0%} in {null['fraction_beyond_tolerance']:.0%} "
+                          f"{null['tolerance']:.0%} in {null['fraction_beyond_tolerance']:.1%} "
                           f"of draws; p = {null['p_value']:.2f} for the observed "
                           "deviation."]
         lines.append("")
