@@ -48,6 +48,7 @@ from astroreco.detectors.ixpe.evaluate import (CALIBRATION_BINS,  # noqa: E402
 from astroreco.detectors.ixpe.moments import moments_analysis  # noqa: E402
 from astroreco.detectors.ixpe.pipeline import (EVENT_SCHEMA, read_tracks,  # noqa: E402
                                                reconstruct, simulate)
+from astroreco.io.modeldir import read_model_config  # noqa: E402
 from astroreco.io.store import EventFile, write_reconstruction  # noqa: E402
 from astroreco.report.html import json_safe  # noqa: E402
 
@@ -499,7 +500,7 @@ def run(args) -> dict:
         labels[method_label(m, labels)] = str(m)
     training_seeds = {}
     for label, m in labels.items():
-        tr = neural.NeuralReconstructor(m).card_config.get("training", {})
+        tr = read_model_config(m, "ixpe").get("training", {})
         training_seeds[label] = {"simulation": tr.get("simulation", {}).get("seed"),
                                  "train": tr.get("train_config", {}).get("seed")}
         used = {v for v in training_seeds[label].values() if v is not None}

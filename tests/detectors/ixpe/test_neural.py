@@ -149,6 +149,15 @@ def test_bad_model_directories(trained, tmp_path, events):
         neural.NeuralReconstructor(tmp_path / "nowhere")
     with pytest.raises(InputError, match="tta"):
         neural.NeuralReconstructor(model, tta=4)
+    # a network entry of another kind, and none at all
+    for name, network in (("alien", {"n_layers": 3}), ("none", None)):
+        bad = tmp_path / name
+        shutil.copytree(model, bad)
+        (bad / "config.json").write_text(json.dumps({**cfg, "network": network}))
+        with pytest.raises(InputError, match="'network'"):
+            neural.NeuralReconstructor(bad)
+    # tta given at load time replaces the configured one
+    assert neural.NeuralReconstructor(model, tta=2).config.tta == 2
     rec = neural.NeuralReconstructor(model)
     with pytest.raises(InputError, match="NaN"):
         rec.reconstruct(np.array([0, 2]), np.array([5, 6]), np.array([5, 5]),

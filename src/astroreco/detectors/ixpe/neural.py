@@ -36,6 +36,7 @@ from astroreco.detectors.ixpe.geometry import IXPE_GRID
 from astroreco.detectors.ixpe.images import (N_SYMMETRIES, ImageConfig, inverse_angle,
                                              inverse_vector, track_centres, track_images)
 from astroreco.errors import InputError
+from astroreco.io.modeldir import LoadedNetwork
 from astroreco.stats.directional import concentration_from_modulation, expected_modulation
 
 ARCHITECTURES = ("multitask", "vgg_multihead", "vgg16_multihead", "resnet34_impact")
@@ -184,7 +185,7 @@ OUTPUT_FIELDS = (
 )
 
 
-class NeuralReconstructor:
+class NeuralReconstructor(LoadedNetwork):
     """Batch reconstruction with a trained IXPE model directory.
 
     Parameters
@@ -205,30 +206,12 @@ class NeuralReconstructor:
 
     def __init__(self, model_dir=None, *, device: str = "cpu", batch_size: int = 2048,
                  tta: int | None = None):
-        from astroreco.io.modeldir import load_model_dir, load_state
-
+        if tta is not None and tta not in TTA_SYMMETRIES:
+            raise InputError(f"tta {tta}: expected one of "
+                             f"{', '.join(map(str, TTA_SYMMETRIES))}")
         model_dir = default_model_dir() if model_dir is None else model_dir
-        state, config = load_model_dir(model_dir, detector="ixpe")
-        try:
-            self.config = IxpeNetConfig(**config["network"])
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"{model_dir}/config.json: 'network' entry is not an IXPE "
-                             f"network configuration ({exc})") from None
-        if tta is not None:
-            if tta not in TTA_SYMMETRIES:
-                raise InputError(f"tta {tta}: expected one of "
-                                 f"{', '.join(map(str, TTA_SYMMETRIES))}")
-            self.config.tta = tta
-        self.model = build_model(self.config)
-        load_state(self.model, state, model_dir)
-        self.model.to(device).eval()
-        self.device = torch.device(device)
-        self.batch_size = int(batch_size)
-        self.model_dir = str(model_dir)
-        self.card_config = config
-
-    def config_dict(self) -> dict:
-        return {"model_dir": self.model_dir, "network": self.config.to_dict()}
+        super().__init__(model_dir, "ixpe", IxpeNetConfig, build_model, device=device,
+                         batch_size=batch_size, overrides={"tta": tta})
 
     @torch.inference_mode()
     def _forward(self, images):
