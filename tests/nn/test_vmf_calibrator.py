@@ -9,13 +9,12 @@ import pytest
 from astroreco.errors import InputError
 from astroreco.nn.vmf_calibrator import (apply_vmf_calibrator, check_vmf_calibrator,
                                          fit_vmf_calibrator)
-from astroreco.stats.vmf_calibration import vmf_calibration
+from astroreco.stats.vmf_calibration import sample_vmf_angle, vmf_calibration
 
 
 def _sample(rng, kappa):
     """Unit vectors drawn from vMF(mu = z, kappa) on S2, and the mean direction z."""
-    u = rng.random(len(kappa))
-    w = 1.0 + np.log(u + (1.0 - u) * np.exp(-2.0 * kappa)) / kappa
+    w = np.cos(sample_vmf_angle(kappa, rng))
     phi = rng.uniform(0, 2 * np.pi, len(kappa))
     s = np.sqrt(np.clip(1.0 - w * w, 0.0, None))
     truth = np.stack([s * np.cos(phi), s * np.sin(phi), w], 1)
