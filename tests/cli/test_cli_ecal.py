@@ -42,3 +42,24 @@ def test_ecal_bad_input(tmp_path):
                            "-q"], ok=False), "nll_beta")
     assert_user_error(run(["ecal", "reconstruct", ev, "--method", "nn", "--model",
                            tmp_path / "nope", "-q"], ok=False), "nope")
+
+
+def test_intercalibrate_then_reconstruct(tmp_path):
+    data, ref, cells = tmp_path / "var.h5", tmp_path / "nom.h5", tmp_path / "cells.json"
+    run(["ecal", "simulate", "-o", data, "-n", 300, "--energy", "50:200", "--variant",
+         "--seed", 7, "-q"])
+    run(["ecal", "simulate", "-o", ref, "-n", 300, "--energy", "50:200", "--seed", 8, "-q"])
+    s = json.loads(run(["ecal", "intercalibrate", data, "--reference", ref, "-o", cells,
+                        "-q"]).output)
+    assert s["cells"] == 18 * 72 and s["n_data"] > 0 and s["min_energy_gev"] == 20.0
+    assert "use more showers" in s["warning"]  # 300 showers are far too few
+    r = json.loads(run(["ecal", "reconstruct", data, "--method", "cog", "--name", "cal",
+                        "--calibration", cells, "-q"]).output)
+    assert r["name"] == "cal" and r["failed"] == 0
+    assert_user_error(run(["ecal", "intercalibrate", data, "--reference", ref, "-o", cells,
+                           "-q"], ok=False), "file exists")
+    assert_user_error(run(["ecal", "reconstruct", data, "--calibration", ref, "-q"],
+                          ok=False), "not JSON")
+    assert_user_error(run(["ecal", "intercalibrate", data, "--reference", ref, "-o",
+                           tmp_path / "c2.json", "--min-energy", 1e6, "-q"], ok=False),
+                      "energy threshold")

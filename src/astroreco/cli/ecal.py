@@ -1,4 +1,4 @@
-"""``astroreco ecal simulate|scurve|train|reconstruct|evaluate``."""
+"""``astroreco ecal simulate|scurve|intercalibrate|train|reconstruct|evaluate``."""
 
 from __future__ import annotations
 
@@ -68,14 +68,37 @@ def scurve(out, n_events, seed, overwrite, quiet):
               help="nn: model directory (default: the shipped models/ecal).")
 @click.option("--scurve", type=click.Path(), default=None,
               help="cell_ratio: S-curve table (default: the shipped one).")
+@click.option("--calibration", type=click.Path(), default=None,
+              help="Cell gains and dead cells from 'astroreco ecal intercalibrate', applied "
+                   "to the images first.")
 @device_option()
 @quiet_option()
-def reconstruct(events, method, name, model, scurve, device, quiet):
+def reconstruct(events, method, name, model, scurve, calibration, device, quiet):
     """Reconstruct the shower axis of every event in EVENTS (stored under /reco/NAME)."""
     from astroreco.detectors.ecal.pipeline import reconstruct as run
 
     click.echo(json.dumps(run(events, method=method, name=name, model=model, scurve=scurve,
-                              device=device, progress=not quiet)))
+                              calibration=calibration, device=device, progress=not quiet)))
+
+
+@ecal.command()
+@click.argument("data", type=click.Path())
+@click.option("--reference", type=click.Path(), required=True,
+              help="Simulated showers of the same particles, spectrum and angles, with the "
+                   "calibration the reconstructions assume (astroreco ecal simulate).")
+@out_option("Cell calibration to write (JSON).")
+@click.option("--min-energy", type=float, default=20.0, show_default=True,
+              help="GeV: only showers depositing more are averaged.")
+@overwrite_option()
+@quiet_option()
+def intercalibrate(data, reference, out, min_energy, overwrite, quiet):
+    """Measure every cell's gain and find the dead cells from the showers in DATA, against
+    a simulated REFERENCE (mean fraction of the shower energy per cell)."""
+    from astroreco.detectors.ecal.calibration import intercalibrate as run
+
+    cal = run(data, reference, min_energy_gev=min_energy, progress=not quiet)
+    cal.save(out, overwrite=overwrite)
+    click.echo(json.dumps({"file": str(out), **cal.summary()}))
 
 
 @ecal.command()

@@ -41,11 +41,12 @@ def score(events, *, edges=ENERGY_EDGES) -> dict:
                              "reconstruct' first)")
         truth = ef.truth(["energy_gev", "theta_deg", "x0_mm", "y0_mm"])
         recos = {m: ef.reco(m) for m in methods}
+        labels = {m: _label(m, ef.reco_attrs(m)) for m in methods}
     energy = np.asarray(truth["energy_gev"], np.float64)
     result = {}
     for m, reco in recos.items():
         ok = (np.asarray(reco.get("flags", np.zeros(len(energy))), int) & FLAG_FAILED) == 0
-        entry = {"label": LABELS.get(m, m), "n_events": int(len(energy)),
+        entry = {"label": labels[m], "n_events": int(len(energy)),
                  "failed": int((~ok).sum()), "quantities": {}}
         for col, label, unit in QUANTITIES:
             pred = np.asarray(reco.get(col, np.full(len(energy), np.nan)), np.float64)
@@ -76,6 +77,17 @@ def score(events, *, edges=ENERGY_EDGES) -> dict:
             entry["quantities"][label] = q
         result[m] = entry
     return result
+
+
+def _label(name: str, attrs: dict) -> str:
+    """The method's name for tables and plots: from the stored configuration, marked when
+    the images were intercalibrated first."""
+    try:
+        config = json.loads(attrs.get("config") or "{}")
+    except ValueError:
+        config = {}
+    base = LABELS.get(config.get("method", name), LABELS.get(name, name))
+    return base + (", cells intercalibrated" if config.get("cell_calibration") else "")
 
 
 def evaluate(events, out_dir, *, edges=ENERGY_EDGES) -> dict:

@@ -192,8 +192,8 @@ def make_scurve(out, *, n_events: int = 100_000, seed: int = 7, overwrite: bool 
 
 
 def reconstruct(events, *, method: str = "cog", name: str | None = None, model=None,
-                scurve=None, device: str = "cpu", chunk_size: int = 50_000,
-                progress: bool = True) -> dict:
+                scurve=None, calibration=None, device: str = "cpu",
+                chunk_size: int = 50_000, progress: bool = True) -> dict:
     """Reconstruct every shower of ``events`` and store it under ``/reco/<name>``.
 
     Parameters
@@ -206,6 +206,10 @@ def reconstruct(events, *, method: str = "cog", name: str | None = None, model=N
         the shipped model).
     name : str, optional
         Name under ``/reco`` (default: ``method``).
+    calibration : path-like or CellCalibration, optional
+        Per-cell gains and dead cells measured on the detector
+        (:func:`~astroreco.detectors.ecal.calibration.intercalibrate`): the images are
+        brought to the simulation's calibration before any method sees them.
 
     Returns
     -------
@@ -218,6 +222,12 @@ def reconstruct(events, *, method: str = "cog", name: str | None = None, model=N
     if method not in METHODS:
         raise InputError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
     name = name or method
+    cells = None
+    if calibration is not None:
+        from astroreco.detectors.ecal.calibration import CellCalibration
+
+        cells = (calibration if isinstance(calibration, CellCalibration)
+                 else CellCalibration.load(calibration))
     table_sc, net = None, None
     if method == "cell_ratio":
         table_sc = classical.SCurve.load(scurve or default_scurve_path())
@@ -233,6 +243,8 @@ def reconstruct(events, *, method: str = "cog", name: str | None = None, model=N
         for s in range(0, n, chunk_size):
             e = min(n, s + chunk_size)
             images = read_images(events, s, e)
+            if cells is not None:
+                images = cells.apply(images)
             nan = np.full(e - s, np.nan)
             flags = np.zeros(e - s, np.uint8)
             if method == "nn":
@@ -254,6 +266,12 @@ def reconstruct(events, *, method: str = "cog", name: str | None = None, model=N
         config.update(net.config_dict())
     elif table_sc is not None:
         config["scurve"] = str(scurve or default_scurve_path())
+    if cells is not None:
+        config["cell_calibration"] = {
+            "file": None if cells is calibration else str(calibration),
+            **{k: v for k, v in cells.summary().items() if k in
+               ("cells", "calibrated", "dead", "gain_rms", "n_data", "n_reference",
+                "min_energy_gev")}}
     write_reconstruction(events, name, table, fields=RECO_FIELDS, config=config,
                          overwrite=True)
     failed = int(np.count_nonzero(table["flags"] & FLAG_FAILED))
