@@ -154,6 +154,17 @@ def write_card(model_dir, sets, target_rows, args):
     for s in sets:
         lines += [f"**{s['set']}** ({s['n_events']} showers in the fiducial volume, "
                   "simulated with a seed never used in training)", "", s["table"], ""]
+        c = s.get("cell_calibration")
+        if c:
+            lines += [f"'cells intercalibrated': gains and dead cells measured by `astroreco "
+                      f"ecal intercalibrate` on a separate calibration run of the variant "
+                      f"against a simulated reference ({c['n_data']} and {c['n_reference']} "
+                      f"showers above {c['min_energy_gev']:g} GeV, seeds "
+                      f"{CALIB_SEEDS[0]}/{CALIB_SEEDS[1]}): {c['dead_found']} of "
+                      f"{c['true_dead']} dead cells found, {c['false_dead']} live ones taken "
+                      f"for dead; gains to {c['gain_rms_error_layers_3_on']:.1%} rms from the "
+                      f"fourth layer on, {c['gain_rms_error']:.1%} over all cells (true spread "
+                      f"{c['gain_rms_true']:.1%}).", ""]
     lines += ["| target | value | required | pass |", "|---|---|---|---|"]
     for name, t in target_rows.items():
         v = t["value"]
