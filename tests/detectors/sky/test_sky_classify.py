@@ -165,7 +165,20 @@ def test_tiny_training_and_prediction(patches, tmp_path, task, branches):
     pb = c.predict_batch(data.counts, data.background, truth["patch"], truth["x_pix"],
                          truth["y_pix"], data.time_counts)
     assert np.allclose(pb[first], p)
-    assert c.evaluate(patches / "val.h5")["n"] == s["validation"]["n"]
+    fig = c.evaluate(patches / "val.h5")
+    assert fig["n"] == s["validation"]["n"]
+    # the figures per flux bin add up to the whole
+    rows = fig["per_flux"]
+    assert sum(r["n"] for r in rows) == fig["n"]
+    assert sum(r["n"] * r["accuracy"] for r in rows) == pytest.approx(fig["accuracy"]
+                                                                      * fig["n"])
+    assert all(r["flux_lo"] < (r["flux_hi"] or np.inf) for r in rows)
+    if task == "extension":
+        assert sum(r["n"] * r["point_vs_extended_accuracy"] for r in rows) == \
+            pytest.approx(fig["point_vs_extended_accuracy"] * fig["n"])
+        assert "point vs extended" in (tmp_path / task / "model" / "card.md").read_text()
+    else:
+        assert "point_vs_extended_accuracy" not in fig
     if task == "class":
         with pytest.raises(InputError, match="time_counts"):
             c.predict(data.counts[0], data.background[0], [1.0], [1.0])

@@ -48,8 +48,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from astroreco.detectors.sky.sources import CutoutConfig, SourceRows, batch_inputs, \
-    time_cutouts
+from astroreco.detectors.sky.sources import (FLUX_UNIT, CutoutConfig, SourceRows,
+                                             batch_inputs, time_cutouts)
 from astroreco.errors import InputError
 from astroreco.io.modeldir import LoadedNetwork
 from astroreco.nn.classifiers import CutoutClassifierNet, TimeEnergyConvNet
@@ -258,6 +258,10 @@ def _config_from_network(**net) -> ClassifyConfig:
     return ClassifyConfig.from_dict(net)
 
 
+#: edges (ph cm^-2 s^-1, S(1-100 GeV)) of the flux bins the figures are also given in
+FLUX_EDGES = (1e-10, 3e-10, 1e-9, 3e-9, 1e-8, np.inf)
+
+
 def _evaluate_source(model, src: SourceRows, cfg: ClassifyConfig, batch_size: int, device,
                      chunk: int = 2048) -> dict:
     probs, labels = [], []
@@ -265,8 +269,27 @@ def _evaluate_source(model, src: SourceRows, cfg: ClassifyConfig, batch_size: in
         inputs = src.load(a, min(a + chunk, src.n_events))
         probs.append(_probabilities(model, inputs, _keys(cfg), batch_size, device))
         labels.append(inputs["target"])
-    return classification_figures(np.concatenate(probs), np.concatenate(labels),
-                                  CLASS_NAMES[cfg.task])
+    probs, labels = np.concatenate(probs), np.concatenate(labels)
+    fig = classification_figures(probs, labels, CLASS_NAMES[cfg.task])
+    flux = FLUX_UNIT * 10.0 ** np.asarray(src.log_flux, np.float64)
+    pred = probs.argmax(1)
+    rows = []
+    for lo, hi in zip(FLUX_EDGES[:-1], FLUX_EDGES[1:]):
+        sel = (flux >= lo) & (flux < hi)
+        if not sel.any():
+            continue
+        row = {"flux_lo": lo, "flux_hi": None if np.isinf(hi) else hi, "n": int(sel.sum()),
+               "accuracy": float(np.mean(pred[sel] == labels[sel]))}
+        if cfg.task == "extension":
+            row["point_vs_extended_accuracy"] = float(np.mean((pred[sel] == 0)
+                                                              == (labels[sel] == 0)))
+            row["extended_fraction"] = float(np.mean(labels[sel] > 0))
+        rows.append(row)
+    fig["per_flux"] = rows
+    if cfg.task == "extension":
+        fig["point_vs_extended_accuracy"] = (float(np.mean((pred == 0) == (labels == 0)))
+                                             if labels.size else float("nan"))
+    return fig
 
 
 def classification_figures(probs, labels, class_names) -> dict:
@@ -422,5 +445,22 @@ def classifier_card(model_config: dict, history=(), train_counts=(), figures=Non
                   f"{figures['balanced_accuracy']:.3f}",
                   f"- recall per class: {rec}",
                   f"- confusion matrix (rows true, columns predicted): {figures['confusion']}",
-                  ""]
+                  *([f"- point-like (C0) vs extended (C1, C2) accuracy "
+                     f"{figures['point_vs_extended_accuracy']:.3f}"]
+                    if "point_vs_extended_accuracy" in figures else []), ""]
+        rows = figures.get("per_flux") or []
+        if rows:
+            ext = "point_vs_extended_accuracy" in rows[0]
+            lines += ["| S(1-100 GeV) (ph cm-2 s-1) | sources | accuracy |"
+                      + (" point vs extended | extended fraction |" if ext else ""),
+                      "|---|---|---|" + ("---|---|" if ext else "")]
+            for r in rows:
+                hi = "" if r["flux_hi"] is None else f"{r['flux_hi']:.0e}"
+                cells = [f"{r['flux_lo']:.0e} - {hi}".rstrip(" -") + ("" if hi else " and up"),
+                         str(r["n"]), f"{r['accuracy']:.3f}"]
+                if ext:
+                    cells += [f"{r['point_vs_extended_accuracy']:.3f}",
+                              f"{r['extended_fraction']:.2f}"]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
     return "\n".join(lines) + "\n"
