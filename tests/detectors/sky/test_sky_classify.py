@@ -211,3 +211,21 @@ def test_public_api():
         "CutoutClassifierNet", "TimeEnergyConvNet", "build_classifier", "build_loss",
         "classification_figures", "classifier_card", "inverse_frequency_weights",
         "train_classifier"}
+
+
+def test_shipped_cta_extension_classifier(tmp_path):
+    """The shipped classifier loads without code and scores CTA-like sources."""
+    from astroreco.io.modeldir import shipped_model_dir
+
+    path = tmp_path / "cta.h5"
+    simulate(path, n_patches=3, preset="cta", seed=31, progress=False)
+    c = Classifier(shipped_model_dir("sky") / "extension_cta")
+    assert c.config.task == "extension" and c.config.size == 32
+    fig = c.evaluate(path)
+    assert fig["n"] > 0 and sum(fig["n_per_class"]) == fig["n"]
+    assert 0.0 <= fig["point_vs_extended_accuracy"] <= 1.0
+    data, truth = read_patches(path, 0, 1), read_truth(path, 0, 1)
+    sel = truth["in_patch"] & (truth["flux"] >= 3e-10)
+    p = c.predict(data.counts[0], data.background[0], truth["x_pix"][sel],
+                  truth["y_pix"][sel])
+    assert p.shape == (sel.sum(), 3) and np.allclose(p.sum(1), 1.0)
