@@ -210,7 +210,7 @@ def test_public_api():
         "BRANCHES", "CLASS_NAMES", "TASKS", "ClassifyConfig", "Classifier",
         "CutoutClassifierNet", "TimeEnergyConvNet", "build_classifier", "build_loss",
         "classification_figures", "classifier_card", "inverse_frequency_weights",
-        "train_classifier"}
+        "source_figures", "train_classifier"}
 
 
 def test_shipped_cta_extension_classifier(tmp_path):

@@ -57,6 +57,7 @@ from astroreco.nn.classifiers import CutoutClassifierNet, TimeEnergyConvNet
 __all__ = ["BRANCHES", "CLASS_NAMES", "TASKS", "ClassifyConfig", "Classifier",
            "CutoutClassifierNet", "TimeEnergyConvNet",
            "build_classifier", "build_loss", "classification_figures", "classifier_card",
+           "source_figures",
            "inverse_frequency_weights", "train_classifier"]
 
 TASKS = ("extension", "class")
@@ -269,9 +270,17 @@ def _evaluate_source(model, src: SourceRows, cfg: ClassifyConfig, batch_size: in
         inputs = src.load(a, min(a + chunk, src.n_events))
         probs.append(_probabilities(model, inputs, _keys(cfg), batch_size, device))
         labels.append(inputs["target"])
-    probs, labels = np.concatenate(probs), np.concatenate(labels)
-    fig = classification_figures(probs, labels, CLASS_NAMES[cfg.task])
-    flux = FLUX_UNIT * 10.0 ** np.asarray(src.log_flux, np.float64)
+    return source_figures(np.concatenate(probs), np.concatenate(labels), src.log_flux,
+                          cfg.task)
+
+
+def source_figures(probs, labels, log_flux, task: str) -> dict:
+    """:func:`classification_figures` of a task's sources, plus the same per bin of flux
+    (:data:`FLUX_EDGES`; ``log_flux`` = ``log10(S / FLUX_UNIT)``) and, for the extension
+    task, the point-like (C0) vs extended (C1, C2) accuracy."""
+    probs, labels = np.asarray(probs, np.float64), np.asarray(labels, np.int64)
+    fig = classification_figures(probs, labels, CLASS_NAMES[task])
+    flux = FLUX_UNIT * 10.0 ** np.asarray(log_flux, np.float64)
     pred = probs.argmax(1)
     rows = []
     for lo, hi in zip(FLUX_EDGES[:-1], FLUX_EDGES[1:]):
@@ -280,13 +289,13 @@ def _evaluate_source(model, src: SourceRows, cfg: ClassifyConfig, batch_size: in
             continue
         row = {"flux_lo": lo, "flux_hi": None if np.isinf(hi) else hi, "n": int(sel.sum()),
                "accuracy": float(np.mean(pred[sel] == labels[sel]))}
-        if cfg.task == "extension":
+        if task == "extension":
             row["point_vs_extended_accuracy"] = float(np.mean((pred[sel] == 0)
                                                               == (labels[sel] == 0)))
             row["extended_fraction"] = float(np.mean(labels[sel] > 0))
         rows.append(row)
     fig["per_flux"] = rows
-    if cfg.task == "extension":
+    if task == "extension":
         fig["point_vs_extended_accuracy"] = (float(np.mean((pred == 0) == (labels == 0)))
                                              if labels.size else float("nan"))
     return fig

@@ -1,0 +1,177 @@
+r"""The classical extension test: a likelihood fit of a Gaussian width to each source.
+
+The classical answer to "is this source extended?" (as in the Fermi-LAT catalogs of
+extended sources) compares, on the counts around the source, the Poisson likelihood of a
+point source with that of a Gaussian of width :math:`\sigma` convolved with the PSF:
+
+.. math::
+
+    \mu_{e,p}(\sigma) = B_{e,p} + a_e\,T_{e,p}(\sigma),
+    \qquad \mathrm{TS_{ext}} = 2\,[\ln L(\hat\sigma) - \ln L(0)],
+
+with the background :math:`B` known (the patch's model), one free amplitude
+:math:`a_e \ge 0` per energy bin (no spectral shape imposed) fitted by Newton's method, and
+:math:`\sigma` scanned over :data:`SIGMA_GRID_DEG`.  The templates :math:`T(\sigma)` are
+drawn by the simulator's own renderer (:class:`~astroreco.detectors.sky.render.
+PatchRenderer`: the pixel-integrated King PSF convolved with the Gaussian) at the source's
+sub-pixel position in the cut-out.  The class follows from :math:`\hat\sigma` (C0 below
+0.1 deg, C1 to 0.3 deg, C2 above), and a source is called point-like unless
+:math:`\mathrm{TS_{ext}}` reaches ``ts_threshold`` (the catalogs use 16; tune it on
+validation sources for the best accuracy).  Neighbouring sources are not modelled (nor are
+they for the network): a bright neighbour in the cut-out reads as extension.
+
+This is the baseline the extension classifier
+(:mod:`~astroreco.detectors.sky.classify`) is measured against, on the same sources and
+positions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from astroreco.detectors.sky.cutouts import cutouts
+from astroreco.errors import InputError
+
+#: the Gaussian widths scanned (deg); 0 is the point source
+SIGMA_GRID_DEG = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4,
+                  0.5, 0.6, 0.75, 0.9, 1.1)
+#: class edges in sigma (deg): C0 < 0.1 <= C1 < 0.3 <= C2
+CLASS_EDGES_DEG = (0.1, 0.3)
+
+
+class ExtensionFitter:
+    """Likelihood scan of the Gaussian width of sources in cut-outs of one patch geometry.
+
+    Parameters
+    ----------
+    config : SkySimConfig
+        The patches' simulation configuration (geometry, PSF, PSF index).
+    size : int
+        Cut-out width in pixels.
+    sigmas : sequence of float
+        Widths scanned (deg), starting with 0.
+    """
+
+    def __init__(self, config, size: int = 32, sigmas=SIGMA_GRID_DEG):
+        from astroreco.detectors.sky.geometry import SkyGeometry
+        from astroreco.detectors.sky.render import PatchRenderer
+        from astroreco.physics.psf import psf_model
+
+        self.sigmas = np.asarray(sigmas, np.float64)
+        if self.sigmas.ndim != 1 or self.sigmas.size < 2 or self.sigmas[0] != 0 \
+                or np.any(np.diff(self.sigmas) <= 0):
+            raise InputError("sigmas: expected increasing widths (deg) starting with 0")
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+            raise InputError(f"size: expected an integer >= 8, got {size!r}")
+        g = config.geometry
+        self.size = int(size)
+        small = SkyGeometry(n_pix=self.size, size_deg=self.size * g.pixel_deg,
+                            energy_edges_gev=g.energy_edges_gev, projection=g.projection)
+        self.renderer = PatchRenderer(small, psf_model(config.psf), margin_deg=0.0,
+                                      psf_index=config.psf_index)
+        self.n_energy = g.n_energy
+
+    def templates(self, dx: float, dy: float) -> np.ndarray:
+        """``(S, E, size, size)`` expected counts of a unit source (1 count per energy bin
+        before the PSF) at ``(dx, dy)`` pixels from the cut-out's centre pixel, per width."""
+        c = self.size // 2
+        out = np.empty((self.sigmas.size, self.n_energy, self.size, self.size))
+        ones = np.ones((1, self.n_energy))
+        for k, s in enumerate(self.sigmas):
+            _, img = self.renderer.render(None, [c + dx], [c + dy], ones, np.array([s]))
+            out[k] = img
+        return out
+
+    def scan(self, counts, background, dx: float, dy: float, mask=None,
+             iterations: int = 30) -> np.ndarray:
+        """``(S,)`` maximised Poisson log-likelihood per width for one cut-out (counts and
+        background ``(E, size, size)``; ``mask`` the pixels inside the map)."""
+        n = np.asarray(counts, np.float64)
+        b = np.clip(np.asarray(background, np.float64), 1e-12, None)
+        w = np.ones_like(n) if mask is None else np.asarray(mask, np.float64)
+        t = self.templates(dx, dy) * w                                  # (S, E, P, P)
+        n, b = n * w, b * w + (1 - w)                                   # outside: no data
+        st = t.sum(axis=(2, 3))                                         # (S, E)
+        excess = (n - b * w).sum(axis=(1, 2))                           # (E,)
+        a = np.clip(excess[None, :] / np.maximum(st, 1e-12), 0.0, None)
+        for _ in range(iterations):
+            mu = b[None] + a[:, :, None, None] * t
+            grad = (n[None] * t / mu).sum(axis=(2, 3)) - st
+            hess = -(n[None] * t * t / (mu * mu)).sum(axis=(2, 3))
+            step = np.where(hess < 0, -grad / np.where(hess < 0, hess, -1.0), 0.0)
+            a = np.clip(a + step, 0.0, None)
+        mu = b[None] + a[:, :, None, None] * t
+        return (n[None] * np.log(mu) - mu * w[None]).sum(axis=(1, 2, 3))
+
+    def fit_sources(self, counts, background, patch, x_pix, y_pix, *,
+                    progress: bool = False) -> dict:
+        """The scan for sources spread over patches: ``counts``, ``background``
+        ``(n, E, H, W)``, ``patch`` the row of each source's patch.  Returns ``sigma``
+        (the best width, deg), ``ts_ext`` and ``loglike`` ``(k, S)``."""
+        from astroreco.progress import progress_bar
+
+        patch = np.asarray(patch, np.int64)
+        x, y = np.asarray(x_pix, np.float64), np.asarray(y_pix, np.float64)
+        ll = np.empty((x.size, self.sigmas.size))
+        with progress_bar("extension scan", total=x.size, enabled=progress) as bar:
+            for p in np.unique(patch):
+                idx = np.flatnonzero(patch == p)
+                c, off = cutouts(counts[p], x[idx], y[idx], self.size)
+                bg, _ = cutouts(background[p], x[idx], y[idx], self.size)
+                inside, _ = cutouts(np.ones(counts.shape[-2:]), x[idx], y[idx], self.size)
+                for j, i in enumerate(idx):
+                    ll[i] = self.scan(c[j], bg[j], off[j, 0], off[j, 1], inside[j][None])
+                    bar.advance(1)
+        best = ll.argmax(axis=1)
+        return {"sigma": self.sigmas[best], "ts_ext": 2.0 * (ll.max(axis=1) - ll[:, 0]),
+                "loglike": ll}
+
+
+def classify(sigma, ts_ext, ts_threshold: float = 16.0) -> np.ndarray:
+    """Extension classes 0/1/2 from the fitted width and ``TS_ext`` (point-like below the
+    threshold)."""
+    sigma, ts = np.asarray(sigma, np.float64), np.asarray(ts_ext, np.float64)
+    cls = np.searchsorted(np.asarray(CLASS_EDGES_DEG), sigma, side="right")
+    return np.where(ts >= ts_threshold, cls, 0).astype(np.int64)
+
+
+def scan_sources(path, cfg, *, progress: bool = False) -> tuple:
+    """:meth:`ExtensionFitter.fit_sources` on the true sources of a patch file that ``cfg``
+    selects (a classifier's :class:`~astroreco.detectors.sky.sources.CutoutConfig`: the same
+    sources, cut-out size and validation-jittered positions as the network's evaluation):
+    the fit and the :class:`~astroreco.detectors.sky.sources.SourceRows`."""
+    from astroreco.detectors.sky.pipeline import config_of, read_patches
+    from astroreco.detectors.sky.sources import SourceRows
+
+    src = SourceRows(path, 0, None, cfg, task="extension")
+    if src.n_events == 0:
+        raise InputError(f"{path}: no true source passes the selection")
+    data = read_patches(path, 0, int(src.patch.max()) + 1)
+    pos = src.starts(np.arange(src.n_events), None)
+    fitter = ExtensionFitter(config_of(path), size=src.size)
+    return fitter.fit_sources(data.counts, data.background, src.patch, pos[:, 0], pos[:, 1],
+                              progress=progress), src
+
+
+def evaluate_sources(path, cfg, ts_threshold: float = 16.0, *,
+                     progress: bool = False) -> dict:
+    """The classical test's figures (:func:`~astroreco.detectors.sky.classify.
+    source_figures`) on the sources ``cfg`` selects in ``path``."""
+    from astroreco.detectors.sky.classify import source_figures
+
+    fit, src = scan_sources(path, cfg, progress=progress)
+    pred = classify(fit["sigma"], fit["ts_ext"], ts_threshold)
+    fig = source_figures(np.eye(3)[pred], src.ext_class, src.log_flux, "extension")
+    return {**fig, "ts_threshold": float(ts_threshold)}
+
+
+def tune_threshold(path, cfg, thresholds=(0.0, 1.0, 2.0, 4.0, 9.0, 16.0, 25.0), *,
+                   progress: bool = False) -> dict:
+    """The ``TS_ext`` threshold with the best point/extended accuracy on the sources of
+    ``path`` (validation patches), and the accuracy of every candidate."""
+    fit, src = scan_sources(path, cfg, progress=progress)
+    truth_ext = src.ext_class > 0
+    acc = {float(t): float(np.mean((classify(fit["sigma"], fit["ts_ext"], t) > 0)
+                                   == truth_ext)) for t in thresholds}
+    best = max(acc, key=lambda t: (acc[t], -t))
+    return {"ts_threshold": best, "accuracy": acc, "n": int(src.n_events)}
