@@ -173,7 +173,7 @@ def per_source(trained):
 
 
 def test_per_source_networks_add_errors_fluxes_and_extension(trained, per_source, tmp_path):
-    from astroreco.detectors.sky.evaluate import score
+    from astroreco.detectors.sky.scoring import score
 
     _, summary, val_file = trained
     refiner, extension = per_source

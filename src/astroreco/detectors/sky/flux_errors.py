@@ -112,7 +112,7 @@ def calibrate_flux_errors(refiner_dir, events, *, model=None, background_model=N
     the true sources in the patch within ``match_radius_deg`` (as the evaluation does).
     Returns the table and the pull width before and after.
     """
-    from astroreco.detectors.sky.evaluate import matched_pairs
+    from astroreco.detectors.sky.scoring import matched_pairs
     from astroreco.detectors.sky.pipeline import detect_neural
     from astroreco.detectors.sky.refine import Refiner
 

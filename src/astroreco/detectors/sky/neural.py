@@ -310,7 +310,7 @@ def catalog_columns(found: dict) -> dict:
     """Detections with the per-source columns renamed for
     :func:`~astroreco.detectors.sky.catalog.write_catalog` (``POS_ERR``/``POS_ERR_95`` the
     68%/95% radii from ``pos_sigma_deg``; flux, extension probabilities and class)."""
-    from astroreco.detectors.sky.evaluate import R68_SIGMA, R95_SIGMA
+    from astroreco.detectors.sky.scoring import R68_SIGMA, R95_SIGMA
 
     out = {k: v for k, v in found.items()
            if k not in ("pos_sigma_deg", "flux", "flux_err", "ext_class", "p_agn", "p_psr")
