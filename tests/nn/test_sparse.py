@@ -238,9 +238,11 @@ def test_spconv_paper_backbone_matches_torch(two_threads):
 
 def test_spconv_stream_patch_is_idempotent():
     pytest.importorskip("spconv")
-    ops = sparse._spconv_ops()
+    from astroreco.nn import sparse_kernels
+
+    ops = sparse_kernels._spconv_ops()
     patched = ops.get_current_stream
-    assert sparse._spconv_ops().get_current_stream is patched
+    assert sparse_kernels._spconv_ops().get_current_stream is patched
     assert patched.__wrapped__ is not patched  # the original, to undo the patch
     if not torch.cuda.is_available():
         assert patched() == 0
