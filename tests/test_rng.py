@@ -1,4 +1,6 @@
 import numpy as np
+import pytest
+from scipy import stats
 
 from astroreco import rng
 
@@ -20,3 +22,10 @@ def test_uniform_moments_open_interval():
     assert abs(u.var() - 1 / 12) < 0.002
     # neighbouring values are uncorrelated
     assert abs(np.corrcoef(u[1:], u[:-1])[0, 1]) < 0.01
+
+
+def test_ziggurat_normals_are_standard_normal():
+    z = rng.normal_ziggurat_array(3, 1, 200_000)
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1.0, abs=0.01)
+    assert (z > 3.5).mean() == pytest.approx(stats.norm.sf(3.5), rel=0.3)

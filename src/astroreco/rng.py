@@ -6,8 +6,10 @@ its global index: a simulation gives identical events whatever the chunking, the
 threads or the number of dask workers.
 
 The state of one stream is a ``uint64`` array of length 4.  All functions are numba-compiled
-and meant to be called from other compiled code; :func:`uniform_array` exposes a stream to
-Python for tests.
+and meant to be called from other compiled code; :func:`uniform_array` and
+:func:`normal_ziggurat_array` expose a stream to Python for tests.  Besides the plain
+samplers, the fast ones of the hot loops: :func:`normal_ziggurat` (several times cheaper than
+Box-Muller), :func:`gamma_given_normal` and :func:`normal_tail`.
 """
 
 from __future__ import annotations
@@ -148,3 +150,89 @@ def uniform_array(seed, index, n):
     for i in range(n):
         out[i] = uniform(state)
     return out
+
+
+def _ziggurat_tables(n_layers: int = 256, r: float = 3.6541528853610088):
+    """Layer edges ``x`` (n_layers + 1,) and ``f(x) = exp(-x^2/2)`` of the normal ziggurat of
+    Marsaglia & Tsang (2000): equal-area layers, ``x[0]`` the base's virtual width, ``x[1]
+    = r`` where the tail starts, ``x[n_layers] = 0``."""
+    f = lambda t: math.exp(-0.5 * t * t)  # noqa: E731
+    area = r * f(r) + math.sqrt(math.pi / 2) * math.erfc(r / math.sqrt(2))
+    x = np.zeros(n_layers + 1)
+    x[0], x[1] = area / f(r), r
+    for i in range(1, n_layers - 1):
+        x[i + 1] = math.sqrt(-2.0 * math.log(area / x[i] + f(x[i])))
+    return x, np.exp(-0.5 * x * x)
+
+
+_ZIG_X, _ZIG_F = _ziggurat_tables()
+_ZIG_R = float(_ZIG_X[1])
+
+
+@numba.njit(cache=True)
+def normal_ziggurat(state):
+    """Standard normal deviate, ziggurat method (Marsaglia & Tsang 2000, 256 layers): one
+    64-bit draw and a comparison ~99% of the time, several times cheaper than Box-Muller."""
+    while True:
+        bits = next_u64(state)
+        i = np.int64(bits & np.uint64(255))
+        negative = (bits >> np.uint64(8)) & np.uint64(1)
+        x = np.float64(bits >> np.uint64(11)) * (1.0 / 9007199254740992.0) * _ZIG_X[i]
+        if x < _ZIG_X[i + 1]:
+            return -x if negative else x
+        if i == 0:
+            # tail beyond r: Marsaglia (1964)
+            while True:
+                xx = -math.log(uniform(state)) / _ZIG_R
+                yy = -math.log(uniform(state))
+                if yy + yy >= xx * xx:
+                    break
+            x = _ZIG_R + xx
+            return -x if negative else x
+        if _ZIG_F[i] + uniform(state) * (_ZIG_F[i + 1] - _ZIG_F[i]) < math.exp(-0.5 * x * x):
+            return -x if negative else x
+
+
+@numba.njit(cache=True)
+def normal_ziggurat_array(seed, index, n):
+    """``n`` ziggurat normals from stream ``index`` of run ``seed`` (for tests)."""
+    state = np.empty(4, dtype=np.uint64)
+    seed_stream(state, seed, index)
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = normal_ziggurat(state)
+    return out
+
+
+@numba.njit(cache=True)
+def gamma_given_normal(state, shape, z):
+    """Gamma(shape >= 1) deviate, Marsaglia & Tsang (2000) with its squeeze and ziggurat
+    normals; ``z`` is the first standard normal to try."""
+    d = shape - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    while True:
+        v = 1.0 + c * z
+        if v > 0.0:
+            v = v * v * v
+            u = uniform(state)
+            z2 = z * z
+            if u < 1.0 - 0.0331 * z2 * z2:
+                return d * v
+            if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
+                return d * v
+        z = normal_ziggurat(state)
+
+
+@numba.njit(cache=True)
+def normal_tail(state, a):
+    """Standard normal deviate conditioned on ``z > a`` (Robert 1995 for a > 0.5)."""
+    if a < 0.5:
+        while True:
+            z = normal_ziggurat(state)
+            if z > a:
+                return z
+    lam = 0.5 * (a + math.sqrt(a * a + 4.0))
+    while True:
+        z = a + exponential(state) / lam
+        if uniform(state) < math.exp(-0.5 * (z - lam) * (z - lam)):
+            return z

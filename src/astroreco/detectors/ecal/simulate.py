@@ -255,92 +255,6 @@ def _draw_kinematics(seed, first, e_lo, e_hi, cos_lo, cos_hi, half_width, states
         y0[i] = half_width * (2.0 * rng.uniform(st) - 1.0)
 
 
-def _ziggurat_tables(n_layers: int = 256, r: float = 3.6541528853610088):
-    """Layer edges ``x`` (n_layers + 1,) and ``f(x) = exp(-x^2/2)`` of the normal ziggurat of
-    Marsaglia & Tsang (2000): equal-area layers, ``x[0]`` the base's virtual width, ``x[1]
-    = r`` where the tail starts, ``x[n_layers] = 0``."""
-    f = lambda t: math.exp(-0.5 * t * t)  # noqa: E731
-    area = r * f(r) + math.sqrt(math.pi / 2) * math.erfc(r / math.sqrt(2))
-    x = np.zeros(n_layers + 1)
-    x[0], x[1] = area / f(r), r
-    for i in range(1, n_layers - 1):
-        x[i + 1] = math.sqrt(-2.0 * math.log(area / x[i] + f(x[i])))
-    return x, np.exp(-0.5 * x * x)
-
-
-_ZIG_X, _ZIG_F = _ziggurat_tables()
-_ZIG_R = float(_ZIG_X[1])
-
-
-@numba.njit(cache=True)
-def _zig_normal(state):
-    """Standard normal deviate, ziggurat method (Marsaglia & Tsang 2000, 256 layers): one
-    64-bit draw and a comparison ~99% of the time, several times cheaper than Box-Muller."""
-    while True:
-        bits = rng.next_u64(state)
-        i = np.int64(bits & np.uint64(255))
-        negative = (bits >> np.uint64(8)) & np.uint64(1)
-        x = np.float64(bits >> np.uint64(11)) * (1.0 / 9007199254740992.0) * _ZIG_X[i]
-        if x < _ZIG_X[i + 1]:
-            return -x if negative else x
-        if i == 0:
-            # tail beyond r: Marsaglia (1964)
-            while True:
-                xx = -math.log(rng.uniform(state)) / _ZIG_R
-                yy = -math.log(rng.uniform(state))
-                if yy + yy >= xx * xx:
-                    break
-            x = _ZIG_R + xx
-            return -x if negative else x
-        if _ZIG_F[i] + rng.uniform(state) * (_ZIG_F[i + 1] - _ZIG_F[i]) < math.exp(-0.5 * x * x):
-            return -x if negative else x
-
-
-@numba.njit(cache=True)
-def _zig_normal_array(seed, index, n):
-    """``n`` ziggurat normals from stream ``index`` of run ``seed`` (for tests)."""
-    state = np.empty(4, dtype=np.uint64)
-    rng.seed_stream(state, seed, index)
-    out = np.empty(n)
-    for i in range(n):
-        out[i] = _zig_normal(state)
-    return out
-
-
-@numba.njit(cache=True)
-def _gamma_mt(state, shape, z):
-    """Gamma(shape >= 1) deviate, Marsaglia & Tsang (2000) with its squeeze; ``z`` is the
-    first standard normal to try."""
-    d = shape - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    while True:
-        v = 1.0 + c * z
-        if v > 0.0:
-            v = v * v * v
-            u = rng.uniform(state)
-            z2 = z * z
-            if u < 1.0 - 0.0331 * z2 * z2:
-                return d * v
-            if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
-                return d * v
-        z = _zig_normal(state)
-
-
-@numba.njit(cache=True)
-def _normal_tail(state, a):
-    """Standard normal deviate conditioned on ``z > a`` (Robert 1995 for a > 0.5)."""
-    if a < 0.5:
-        while True:
-            z = _zig_normal(state)
-            if z > a:
-                return z
-    lam = 0.5 * (a + math.sqrt(a * a + 4.0))
-    while True:
-        z = a + rng.exponential(state) / lam
-        if rng.uniform(state) < math.exp(-0.5 * (z - lam) * (z - lam)):
-            return z
-
-
 @numba.njit(cache=True, error_model="numpy")
 def _one_shower(state, e_gev, theta_deg, phi_deg, x0, y0, is_photon,
                 edges, measures_x, layer_mm, x0_mm, rm_mm, ec_mev, z_eff, n_slices,
@@ -362,8 +276,8 @@ def _one_shower(state, e_gev, theta_deg, phi_deg, x0, y0, is_photon,
     ln_y = math.log(e_gev * 1000.0 / ec_mev)
     m_t, m_a, s_t, s_a, rho = longitudinal_moments(ln_y, z_eff, sampled, inv_fs,
                                                    one_minus_ehat)
-    z1 = _zig_normal(state)
-    z2 = _zig_normal(state)
+    z1 = rng.normal_ziggurat(state)
+    z2 = rng.normal_ziggurat(state)
     t_max, alpha = shower_shape(m_t, m_a, s_t, s_a, rho, z1, z2)
     beta = (alpha - 1.0) / t_max
     lga = math.lgamma(alpha)
@@ -431,7 +345,7 @@ def _one_shower(state, e_gev, theta_deg, phi_deg, x0, y0, is_photon,
                 if s2_gev > 0.0:
                     k = m_mev / theta_mev
                     if k >= 1.0:
-                        signal = _gamma_mt(state, k, _zig_normal(state)) * theta_mev * g
+                        signal = rng.gamma_given_normal(state, k, rng.normal_ziggurat(state)) * theta_mev * g
                     else:
                         # Gamma(k) = Gamma(k + 1) U^(1/k), and Gamma(k + 1 <= 2) < 40 but for
                         # a probability ~1e-16: U < exp(k log_cut) proves the signal below
@@ -447,17 +361,17 @@ def _one_shower(state, e_gev, theta_deg, phi_deg, x0, y0, is_photon,
                         else:
                             continue_signal = u >= math.exp(x)
                         if continue_signal:
-                            signal = (_gamma_mt(state, k + 1.0, _zig_normal(state))
+                            signal = (rng.gamma_given_normal(state, k + 1.0, rng.normal_ziggurat(state))
                                       * u ** (1.0 / k) * theta_mev * g)
                 else:
                     signal = m_mev * g
             if signal > 0.0 or noise_mev == 0.0:
-                v = signal + noise_mev * _zig_normal(state) if noise_mev > 0.0 else signal
+                v = signal + noise_mev * rng.normal_ziggurat(state) if noise_mev > 0.0 else signal
                 image[lay, c] = v if v >= thr_mev else 0.0
             else:
                 # noise only: passes the threshold with the Gaussian tail probability
                 if rng.uniform(state) < p_noise_pass:
-                    image[lay, c] = noise_mev * _normal_tail(state, a_noise)
+                    image[lay, c] = noise_mev * rng.normal_tail(state, a_noise)
                 else:
                     image[lay, c] = 0.0
     return t_start, t_max, alpha, deposited
