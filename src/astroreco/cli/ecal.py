@@ -94,8 +94,16 @@ def reconstruct(events, method, name, model, scurve, calibration, device, quiet)
 def intercalibrate(data, reference, out, min_energy, overwrite, quiet):
     """Measure every cell's gain and find the dead cells from the showers in DATA, against
     a simulated REFERENCE (mean fraction of the shower energy per cell)."""
-    from astroreco.detectors.ecal.calibration import intercalibrate as run
+    from pathlib import Path
 
+    from astroreco.detectors.ecal.calibration import intercalibrate as run
+    from astroreco.errors import InputError
+
+    # before a million showers are read, not after
+    if Path(out).exists() and not overwrite:
+        raise InputError(f"{out}: file exists (use --overwrite to replace it)")
+    if not Path(out).parent.exists():
+        raise InputError(f"{out}: directory {Path(out).parent} does not exist")
     cal = run(data, reference, min_energy_gev=min_energy, progress=not quiet)
     cal.save(out, overwrite=overwrite)
     click.echo(json.dumps({"file": str(out), **cal.summary()}))

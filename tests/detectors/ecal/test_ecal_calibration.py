@@ -11,9 +11,18 @@ from astroreco.detectors.ecal import pipeline
 from astroreco.detectors.ecal.calibration import (CellCalibration, add_responses,
                                                   calibration_from_responses, cell_response,
                                                   intercalibrate)
+from astroreco.detectors.ecal.geometry import EcalGeometry
 from astroreco.detectors.ecal.simulate import EcalSimConfig, ShowerSimulator
 from astroreco.errors import InputError
 from astroreco.io.store import EventFile
+
+
+#: a small calorimeter for the synthetic showers
+TOY = EcalGeometry(n_layers=10, n_cells=24)
+
+
+def _toy(images):
+    return cell_response(images, geometry=TOY)
 
 
 def _showers(n, rng, shape=(10, 24)):
@@ -28,16 +37,23 @@ def _showers(n, rng, shape=(10, 24)):
 
 
 def test_cell_response_is_the_mean_fraction_above_the_threshold():
-    im = np.zeros((3, 2, 2))
-    im[0] = [[10e3, 10e3], [0, 0]]        # 20 GeV: below a 25 GeV threshold
-    im[1] = [[30e3, 0], [0, 10e3]]        # 40 GeV
-    im[2] = [[0, 0], [50e3, 50e3]]        # 100 GeV
-    r = cell_response(im, min_energy_gev=25.0)
+    small = EcalGeometry(n_layers=2, n_cells=6)
+    im = np.zeros((3, 2, 6))
+    im[0, :, :2] = [[10e3, 10e3], [0, 0]]        # 20 GeV: below a 25 GeV threshold
+    im[1, :, :2] = [[30e3, 0], [0, 10e3]]        # 40 GeV
+    im[2, :, :2] = [[0, 0], [50e3, 50e3]]        # 100 GeV
+    r = cell_response(im, min_energy_gev=25.0, geometry=small)
     assert r.n_showers == 2
-    np.testing.assert_allclose(r.mean, [[0.375, 0.0], [0.25, 0.375]])
-    assert np.all(r.error >= 0)
-    with pytest.raises(InputError, match="n_layers"):
+    np.testing.assert_allclose(r.mean[:, :2], [[0.375, 0.0], [0.25, 0.375]])
+    assert np.all(r.mean[:, 2:] == 0) and np.all(r.error >= 0)
+    with pytest.raises(InputError, match="expected images of shape"):
         cell_response(np.zeros((3, 4)))
+    with pytest.raises(InputError, match="NaN"):
+        cell_response(np.where(im > 0, np.nan, im), geometry=small)
+    with pytest.raises(InputError, match="negative"):
+        cell_response(-im, geometry=small)
+    with pytest.raises(InputError, match="min_energy_gev"):
+        cell_response(np.zeros((1, 18, 72)), min_energy_gev="lots")
 
 
 def test_gains_and_dead_cells_are_recovered():
@@ -46,7 +62,7 @@ def test_gains_and_dead_cells_are_recovered():
     gains = 1 + 0.05 * rng.standard_normal(ref.shape[1:])
     gains[1, 5] = 0.0
     data = _showers(100_000, np.random.default_rng(2)) * gains
-    cal = calibration_from_responses(cell_response(data), cell_response(ref))
+    cal = calibration_from_responses(_toy(data), _toy(ref))
     assert cal.dead.sum() == 1 and cal.dead[1, 5]
     assert cal.gains[1, 5] == 0 and cal.calibrated.all()
     live = ~cal.dead
@@ -60,8 +76,8 @@ def test_gains_and_dead_cells_are_recovered():
     # applied, the data look like the reference again (dead cells stay 0)
     back = cal.apply(data)
     assert back[:, 1, 5].max() == 0
-    r_back = cell_response(back).mean[live] / cell_response(ref).mean[live]
-    r_data = cell_response(data).mean[live] / cell_response(ref).mean[live]
+    r_back = _toy(back).mean[live] / _toy(ref).mean[live]
+    r_data = _toy(data).mean[live] / _toy(ref).mean[live]
     assert np.std(r_back) < 0.5 * np.std(r_data)
 
 
@@ -93,8 +109,7 @@ def test_the_simulated_detector_variant_is_intercalibrated():
 def test_calibration_file_round_trip_and_bad_files(tmp_path):
     rng = np.random.default_rng(3)
     ref = _showers(3000, rng)
-    cal = calibration_from_responses(cell_response(ref * 1.1), cell_response(ref),
-                                     provenance={"data": "d.h5"})
+    cal = calibration_from_responses(_toy(ref * 1.1), _toy(ref), provenance={"data": "d.h5"})
     path = cal.save(tmp_path / "cells.json")
     back = CellCalibration.load(path)
     np.testing.assert_allclose(back.gains, cal.gains, atol=1e-6)
@@ -105,7 +120,9 @@ def test_calibration_file_round_trip_and_bad_files(tmp_path):
     for change, msg in ((dict(format="x"), "not an astroreco ECAL cell calibration"),
                         (dict(shape=[10, 23]), "gains of shape"),
                         (dict(gains=[[-1.0] * 24] * 10), "finite and >= 0"),
-                        (dict(dead="x"), "malformed")):
+                        (dict(dead="x"), "malformed"),
+                        (dict(dead=[[-1, -1]]), "malformed"),
+                        (dict(provenance="abc"), "provenance")):
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps({**d, **change}))
         with pytest.raises(InputError, match=msg):
@@ -117,16 +134,20 @@ def test_calibration_file_round_trip_and_bad_files(tmp_path):
         CellCalibration.load(tmp_path / "missing.json")
     with pytest.raises(InputError, match="10 x 24 cells"):
         cal.apply(np.zeros((2, 18, 72)))
+    with pytest.raises(InputError, match="10 x 24 cells"):
+        cal.apply(np.zeros(5))
     with pytest.raises(InputError, match="not the same calorimeter"):
-        calibration_from_responses(cell_response(np.ones((5, 2, 2)) * 1e5),
-                                   cell_response(ref))
+        calibration_from_responses(cell_response(np.ones((5, 2, 6)) * 1e5,
+                                                 geometry=EcalGeometry(n_layers=2, n_cells=6)),
+                                   _toy(ref))
+    with pytest.raises(InputError, match="dead_ratio"):
+        calibration_from_responses(_toy(ref), _toy(ref), dead_ratio="x")
 
 
 def test_too_few_showers_warn_in_the_summary():
     rng = np.random.default_rng(4)
     gains = 1 + 0.02 * rng.standard_normal((10, 24))
-    cal = calibration_from_responses(cell_response(_showers(30, rng) * gains),
-                                     cell_response(_showers(30, rng)))
+    cal = calibration_from_responses(_toy(_showers(30, rng) * gains), _toy(_showers(30, rng)))
     assert "use more showers" in cal.summary()["warning"]
 
 
@@ -144,6 +165,9 @@ def test_reconstruct_with_a_calibration_file(tmp_path):
         cfg = json.loads(ef.reco_attrs("cog_cal")["config"])
     assert cfg["cell_calibration"]["file"].endswith("cells.json")
     from astroreco.detectors.ecal.evaluate import score
-    assert score(data)["cog_cal"]["label"] == "centre of gravity, cells intercalibrated"
+    pipeline.reconstruct(data, method="cog", name="cog_again", progress=False)
+    labels = {m: s["label"] for m, s in score(data).items()}
+    assert labels == {"cog_cal": "centre of gravity (cog_cal), cells intercalibrated",
+                      "cog_again": "centre of gravity (cog_again)"}
     with pytest.raises(InputError, match="energy threshold"):
         intercalibrate(data, ref, min_energy_gev=1e5, progress=False)

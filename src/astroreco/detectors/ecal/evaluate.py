@@ -86,7 +86,11 @@ def _label(name: str, attrs: dict) -> str:
         config = json.loads(attrs.get("config") or "{}")
     except ValueError:
         config = {}
-    base = LABELS.get(config.get("method", name), LABELS.get(name, name))
+    method = config.get("method")
+    if name in LABELS:
+        base = LABELS[name]
+    else:  # a second run of a method under its own name: say both
+        base = f"{LABELS[method]} ({name})" if method in LABELS else name
     return base + (", cells intercalibrated" if config.get("cell_calibration") else "")
 
 

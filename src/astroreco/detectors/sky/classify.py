@@ -259,8 +259,9 @@ def _config_from_network(**net) -> ClassifyConfig:
     return ClassifyConfig.from_dict(net)
 
 
-#: edges (ph cm^-2 s^-1, S(1-100 GeV)) of the flux bins the figures are also given in
-FLUX_EDGES = (1e-10, 3e-10, 1e-9, 3e-9, 1e-8, np.inf)
+#: edges (ph cm^-2 s^-1, S(1-100 GeV)) of the flux bins the classifiers' figures are also
+#: given in (not the detection scoring's bins, :data:`~astroreco.detectors.sky.scoring.FLUX_EDGES`)
+FIGURE_FLUX_EDGES = (0.0, 1e-10, 3e-10, 1e-9, 3e-9, 1e-8, np.inf)
 
 
 def _evaluate_source(model, src: SourceRows, cfg: ClassifyConfig, batch_size: int, device,
@@ -276,14 +277,14 @@ def _evaluate_source(model, src: SourceRows, cfg: ClassifyConfig, batch_size: in
 
 def source_figures(probs, labels, log_flux, task: str) -> dict:
     """:func:`classification_figures` of a task's sources, plus the same per bin of flux
-    (:data:`FLUX_EDGES`; ``log_flux`` = ``log10(S / FLUX_UNIT)``) and, for the extension
+    (:data:`FIGURE_FLUX_EDGES`; ``log_flux`` = ``log10(S / FLUX_UNIT)``) and, for the extension
     task, the point-like (C0) vs extended (C1, C2) accuracy."""
     probs, labels = np.asarray(probs, np.float64), np.asarray(labels, np.int64)
     fig = classification_figures(probs, labels, CLASS_NAMES[task])
     flux = FLUX_UNIT * 10.0 ** np.asarray(log_flux, np.float64)
     pred = probs.argmax(1)
     rows = []
-    for lo, hi in zip(FLUX_EDGES[:-1], FLUX_EDGES[1:]):
+    for lo, hi in zip(FIGURE_FLUX_EDGES[:-1], FIGURE_FLUX_EDGES[1:]):
         sel = (flux >= lo) & (flux < hi)
         if not sel.any():
             continue
