@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from astroreco.detectors.sky.classify import ClassifyConfig
-from astroreco.detectors.sky.extension import (ExtensionFitter, classify, evaluate_sources,
-                                               tune_threshold)
+from astroreco.detectors.sky.extension import (SIGMA_GRID_DEG, ExtensionFitter, classify,
+                                               evaluate_sources, scan_sources, tune_threshold)
 from astroreco.detectors.sky.pipeline import simulate
 from astroreco.detectors.sky.simulate import SkySimConfig
 from astroreco.errors import InputError
@@ -44,6 +44,14 @@ def test_the_scan_finds_the_width_of_a_bright_source(fitter, sigma_true):
         assert classify([best], [ts], 16.0)[0] == (1 if sigma_true < 0.3 else 2)
 
 
+def test_locate_finds_a_bright_point_source(fitter):
+    rng = np.random.default_rng(9)
+    b = np.full((5, 32, 32), 0.5)
+    counts = rng.poisson(b + 300.0 * fitter.templates(0.5, -0.25, [0.0])[0])
+    dx, dy = fitter.locate(counts, b, -0.2, 0.2)
+    assert abs(dx - 0.5) <= 0.25 and abs(dy + 0.25) <= 0.25
+
+
 def test_classify_and_bad_input():
     np.testing.assert_array_equal(classify([0.05, 0.2, 0.5, 0.5], [30, 30, 30, 3], 16),
                                   [0, 1, 2, 0])
@@ -62,6 +70,10 @@ def test_evaluate_and_tune_on_cta_patches(tmp_path):
     assert tuned["accuracy"][tuned["ts_threshold"]] == max(tuned["accuracy"].values())
     fig = evaluate_sources(path, cfg, tuned["ts_threshold"])
     assert fig["n"] == tuned["n"]
+    fit, src = scan_sources(path, cfg, free_position=True)
+    assert fit["loglike"].shape == (src.n_events, len(SIGMA_GRID_DEG))
+    assert np.all(np.abs(fit["x_pix"] - src.starts(np.arange(src.n_events), None)[:, 0])
+                  <= 1.25)
     assert fig["point_vs_extended_accuracy"] == pytest.approx(
         tuned["accuracy"][tuned["ts_threshold"]])
     assert sum(r["n"] for r in fig["per_flux"]) == fig["n"]
