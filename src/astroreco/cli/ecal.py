@@ -94,16 +94,10 @@ def reconstruct(events, method, name, model, scurve, calibration, device, quiet)
 def intercalibrate(data, reference, out, min_energy, overwrite, quiet):
     """Measure every cell's gain and find the dead cells from the showers in DATA, against
     a simulated REFERENCE (mean fraction of the shower energy per cell)."""
-    from pathlib import Path
-
     from astroreco.detectors.ecal.calibration import intercalibrate as run
-    from astroreco.errors import InputError
+    from astroreco.io.store import check_output_path
 
-    # before a million showers are read, not after
-    if Path(out).exists() and not overwrite:
-        raise InputError(f"{out}: file exists (use --overwrite to replace it)")
-    if not Path(out).parent.exists():
-        raise InputError(f"{out}: directory {Path(out).parent} does not exist")
+    check_output_path(out, overwrite)  # before a million showers are read, not after
     cal = run(data, reference, min_energy_gev=min_energy, progress=not quiet)
     cal.save(out, overwrite=overwrite)
     click.echo(json.dumps({"file": str(out), **cal.summary()}))

@@ -126,14 +126,21 @@ def _read_ragged(group, names, start, stop, where):
     return offs - a, {k: group[k][a:b] for k in names}
 
 
-@contextmanager
-def atomic_path(path, overwrite=False):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
+def check_output_path(path, overwrite=False) -> Path:
+    """``path`` as a :class:`~pathlib.Path`, or a one-line error if it exists (and
+    ``overwrite`` is false) or its directory does not: checked before long work, not after."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path}: file exists (use --overwrite to replace it)")
     if not path.parent.exists():
         raise InputError(f"{path}: directory {path.parent} does not exist")
+    return path
+
+
+@contextmanager
+def atomic_path(path, overwrite=False):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
+    path = check_output_path(path, overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
