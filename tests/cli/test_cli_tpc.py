@@ -60,6 +60,12 @@ def test_tpc_bad_input(tmp_path):
                            tmp_path / "nope", "-q"], ok=False), "nope")
     assert_user_error(run(["tpc", "tune", tmp_path / "missing.h5", "-o", tmp_path / "t.json"],
                           ok=False), "missing.h5")
+    # the output is checked before the tuning scans, not after them
+    assert_user_error(run(["tpc", "tune", ev, "-o", tmp_path / "no_dir" / "t.json"],
+                          ok=False), "does not exist")
+    (tmp_path / "t.json").write_text("{}")
+    assert_user_error(run(["tpc", "tune", ev, "-o", tmp_path / "t.json"], ok=False),
+                      "file exists")
 
 
 def test_arrows_tutorial_runs_end_to_end(tmp_path):

@@ -154,11 +154,9 @@ def tune(events, out, min_efficiency, overwrite):
 
     from astroreco.detectors.tpc import best_expected, nonml
     from astroreco.detectors.tpc.pipeline import EVENT_SCHEMA, read_voxels
-    from astroreco.errors import InputError
-    from astroreco.io.store import EventFile
+    from astroreco.io.store import EventFile, check_output_path
 
-    if Path(out).exists() and not overwrite:
-        raise InputError(f"{out}: file exists (use --overwrite to replace it)")
+    check_output_path(out, overwrite)
     offsets, coords, values = read_voxels(events)
     with EventFile(events, EVENT_SCHEMA) as ef:
         t = ef.truth(["dir_x", "dir_y", "dir_z", "start_x_cm", "start_y_cm", "start_z_cm"])

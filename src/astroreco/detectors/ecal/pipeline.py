@@ -14,8 +14,8 @@ import numpy as np
 
 from astroreco.detectors.ecal.geometry import EcalGeometry
 from astroreco.errors import InputError
-from astroreco.io.store import (Column, EventFile, EventSchema, EventWriter, check_run_args,
-                                columns)
+from astroreco.io.store import (Column, EventFile, EventSchema, EventWriter,
+                                check_output_path, check_run_args, columns)
 from astroreco.progress import progress_bar
 
 #: what every reconstruction stores (name, dtype, unit, description)
@@ -162,14 +162,10 @@ def make_scurve(out, *, n_events: int = 100_000, seed: int = 7, overwrite: bool 
                 progress: bool = True) -> dict:
     """Derive the neighbour-cell-ratio S-curve table from ``n_events`` simulated electrons
     (the seed's spectrum and angles, nominal detector) and write it as JSON."""
-    from pathlib import Path
-
     from astroreco.detectors.ecal.classical import derive_scurve
     from astroreco.detectors.ecal.simulate import EcalSimConfig, ShowerSimulator
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out}: file exists (use --overwrite to replace it)")
+    out = check_output_path(out, overwrite)
     config = EcalSimConfig()
     sim = ShowerSimulator(config)
     images, truth = [], {k: [] for k in ("theta_deg", "phi_deg", "x0_mm", "y0_mm")}

@@ -17,8 +17,9 @@ from astroreco.detectors.ixpe.simulate import (TRUTH_FIELDS, EnergySpectrum, Gpd
                                                GpdSimulator, SourceConfig, TrackBatch,
                                                config_dict)
 from astroreco.errors import InputError
-from astroreco.io.store import (Column, EventFile, EventSchema, EventWriter, check_run_args,
-                                columns, write_reconstruction)
+from astroreco.io.store import (Column, EventFile, EventSchema, EventWriter,
+                                check_output_path, check_run_args, columns,
+                                write_reconstruction)
 from astroreco.progress import progress_bar
 
 #: what an IXPE event file holds
@@ -173,8 +174,8 @@ def reconstruct(events, *, method: str = "moments", model=None, tta: int | None 
     """
     if method not in METHODS:
         raise InputError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
-    if fits is not None and Path(fits).exists() and not overwrite:
-        raise InputError(f"{fits}: file exists (use --overwrite to replace it)")
+    if fits is not None:
+        check_output_path(fits, overwrite)
     if spurious is not None:
         if fits is None:
             raise InputError("--spurious: corrects the Level-2 output; give --fits too")

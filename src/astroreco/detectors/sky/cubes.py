@@ -14,7 +14,7 @@ from astroreco.detectors.sky.pipeline import (MIN_ENERGY_GEV, PATCH_SCHEMA, REGI
                                               _check_method, classical_bins, config_of,
                                               psf_kernels, read_patches)
 from astroreco.errors import InputError
-from astroreco.io.store import EventFile
+from astroreco.io.store import EventFile, check_output_path
 
 __all__ = ["export_cube", "detect_cube"]
 
@@ -25,10 +25,7 @@ def _check_outputs(paths, overwrite: bool):
     if len({p.resolve() for p in given}) != len(given):
         raise InputError(f"{given[-1]}: the same file is given for two outputs")
     for p in given:
-        if p.exists() and not overwrite:
-            raise InputError(f"{p}: file exists (use --overwrite to replace it)")
-        if not p.parent.exists():
-            raise InputError(f"{p}: directory {p.parent} does not exist")
+        check_output_path(p, overwrite)
 
 
 def export_cube(path, index: int, out, background_out=None, *, overwrite: bool = False) -> dict:

@@ -34,6 +34,7 @@ import numpy as np
 from astroreco.detectors.tpc.simulate import (TRUTH_FIELDS, RecoilBatch, TpcConfig,
                                               random_rotation)
 from astroreco.errors import InputError
+from astroreco.io.store import check_output_path
 
 #: SeedSequence tag of the arrows' per-event streams (the recoils use 7 and 11)
 _STREAM_TAG = 17
@@ -311,11 +312,9 @@ def split_arrows(out_dir, *, n_train: int = 4000, n_val: int = 1000, n_test: int
              "test": _check_index("n_test", n_test, low=1)}
     out_dir = Path(out_dir)
     paths = {name: out_dir / f"{name}.h5" for name in SPLITS}
-    if not overwrite:
-        for p in paths.values():
-            if p.exists():
-                raise InputError(f"{p}: file exists (use --overwrite to replace it)")
     out_dir.mkdir(parents=True, exist_ok=True)
+    for p in paths.values():
+        check_output_path(p, overwrite)
     first = 0
     for name in SPLITS:
         write_arrows(paths[name], n_events=sizes[name], seed=seed, first=first, shape=shape,
