@@ -52,6 +52,16 @@ def test_locate_finds_a_bright_point_source(fitter):
     assert abs(dx - 0.5) <= 0.25 and abs(dy + 0.25) <= 0.25
 
 
+def test_detection_ts_separates_a_source_from_empty_sky(fitter):
+    rng = np.random.default_rng(11)
+    b = np.full((1, 5, 64, 64), 0.5)
+    mu = b.copy()
+    mu[0, :, 8:40, 8:40] += 200.0 * fitter.templates(0.0, 0.0, [0.0])[0]
+    fit = fitter.fit_sources(rng.poisson(mu), b, [0, 0], [24.0, 48.0], [24.0, 48.0])
+    assert fit["ts_detection"].shape == (2,)
+    assert fit["ts_detection"][0] > 100 and fit["ts_detection"][1] < 25
+
+
 def test_classify_and_bad_input():
     np.testing.assert_array_equal(classify([0.05, 0.2, 0.5, 0.5], [30, 30, 30, 3], 16),
                                   [0, 1, 2, 0])
@@ -77,5 +87,10 @@ def test_evaluate_and_tune_on_cta_patches(tmp_path):
     assert fig["point_vs_extended_accuracy"] == pytest.approx(
         tuned["accuracy"][tuned["ts_threshold"]])
     assert sum(r["n"] for r in fig["per_flux"]) == fig["n"]
+    detected = evaluate_sources(path, cfg, tuned["ts_threshold"], min_ts=25.0)
+    assert detected["n_selected_from"] == fig["n"]
+    assert 0 < detected["n"] == int(np.sum(fit["ts_detection"] >= 25.0)) <= fig["n"]
+    with pytest.raises(InputError, match="detection TS"):
+        tune_threshold(path, cfg, min_ts=1e12)
     with pytest.raises(InputError, match="no true source"):
         evaluate_sources(path, ClassifyConfig(task="extension", size=32, min_flux=1e-5))

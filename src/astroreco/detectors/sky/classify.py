@@ -245,12 +245,23 @@ class Classifier(LoadedNetwork):
             inputs["cube"] = time_cutouts(tc, patch, x, y, cfg.size, background)
         return _probabilities(self.model, inputs, _keys(cfg), self.batch_size, self.device)
 
-    def evaluate(self, events, start_patch: int = 0, stop_patch: int | None = None) -> dict:
-        """:func:`classification_figures` on the selected true sources of a patch file
-        (fixed validation jitter)."""
+    def source_probabilities(self, events, start_patch: int = 0,
+                             stop_patch: int | None = None) -> dict:
+        """The class probabilities of the selected true sources of a patch file (fixed
+        validation jitter), in the order of :class:`~astroreco.detectors.sky.sources.
+        SourceRows`: ``probs`` ``(n, classes)``, ``labels`` (true classes) and ``log_flux``
+        (``log10(S / FLUX_UNIT)``)."""
         src = SourceRows(events, start_patch, stop_patch, self.config, task=self.config.task,
                          cube="cube" in self.config.inputs)
-        return _evaluate_source(self.model, src, self.config, self.batch_size, self.device)
+        probs, labels = _source_probabilities(self.model, src, self.config, self.batch_size,
+                                              self.device)
+        return {"probs": probs, "labels": labels, "log_flux": np.asarray(src.log_flux)}
+
+    def evaluate(self, events, start_patch: int = 0, stop_patch: int | None = None) -> dict:
+        """:func:`source_figures` on the selected true sources of a patch file (fixed
+        validation jitter)."""
+        p = self.source_probabilities(events, start_patch, stop_patch)
+        return source_figures(p["probs"], p["labels"], p["log_flux"], self.config.task)
 
 
 def _config_from_network(**net) -> ClassifyConfig:
@@ -264,15 +275,14 @@ def _config_from_network(**net) -> ClassifyConfig:
 FIGURE_FLUX_EDGES = (0.0, 1e-10, 3e-10, 1e-9, 3e-9, 1e-8, np.inf)
 
 
-def _evaluate_source(model, src: SourceRows, cfg: ClassifyConfig, batch_size: int, device,
-                     chunk: int = 2048) -> dict:
+def _source_probabilities(model, src: SourceRows, cfg: ClassifyConfig, batch_size: int,
+                          device, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     probs, labels = [], []
     for a in range(0, src.n_events, chunk):
         inputs = src.load(a, min(a + chunk, src.n_events))
         probs.append(_probabilities(model, inputs, _keys(cfg), batch_size, device))
         labels.append(inputs["target"])
-    return source_figures(np.concatenate(probs), np.concatenate(labels), src.log_flux,
-                          cfg.task)
+    return np.concatenate(probs), np.concatenate(labels)
 
 
 def source_figures(probs, labels, log_flux, task: str) -> dict:
@@ -396,7 +406,8 @@ def train_classifier(events, out, *, task: str = "extension", cfg: ClassifyConfi
         return summary
     path = Path(summary["model"])
     _, model = load_network(path, "sky", _config_from_network, build_classifier)
-    figures = _evaluate_source(model, val_src, cfg, 1024, torch.device("cpu"))
+    probs, labels = _source_probabilities(model, val_src, cfg, 1024, torch.device("cpu"))
+    figures = source_figures(probs, labels, val_src.log_flux, cfg.task)
     mc = json.loads((path / "config.json").read_text())
     mc["validation"] = figures
     mc["training"]["n_train_per_class"] = counts

@@ -25,6 +25,10 @@ validation sources (seed 4002) that did not help: point/extended 0.802 at its be
 threshold (TS_ext >= 0) against 0.813 with the position fixed (TS_ext >= 2), at three
 times the cost.
 
+The same fit gives each source's detection TS (its best width against the background
+alone, one free amplitude per energy bin); a catalog states the extension of the sources
+reaching :data:`DETECTION_TS`, and ``min_ts`` restricts the evaluation to them.
+
 This is the baseline the extension classifier
 (:mod:`~astroreco.detectors.sky.classify`) is measured against, on the same sources and
 positions.
@@ -42,6 +46,9 @@ SIGMA_GRID_DEG = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3,
                   0.5, 0.6, 0.75, 0.9, 1.1)
 #: class edges in sigma (deg): C0 < 0.1 <= C1 < 0.3 <= C2
 CLASS_EDGES_DEG = (0.1, 0.3)
+#: the detection threshold of the catalogs (TS of the source, at its best width, against the
+#: background alone): the sources whose extension a catalog states
+DETECTION_TS = 25.0
 
 
 class ExtensionFitter:
@@ -141,13 +148,16 @@ class ExtensionFitter:
         """The scan for sources spread over patches: ``counts``, ``background``
         ``(n, E, H, W)``, ``patch`` the row of each source's patch; with ``free_position``
         the position is first fitted as a point source (:meth:`locate`).  Returns ``sigma``
-        (the best width, deg), ``ts_ext``, ``loglike`` ``(k, S)`` and the ``x_pix``,
-        ``y_pix`` used."""
+        (the best width, deg), ``ts_ext``, ``ts_detection`` (the best width against the
+        background alone, :math:`2 [\ln L(\hat\sigma) - \ln L_B]`, one free amplitude per
+        energy bin: the source's detection TS), ``loglike`` ``(k, S)`` and the ``x_pix``, ``y_pix``
+        used."""
         from astroreco.progress import progress_bar
 
         patch = np.asarray(patch, np.int64)
         x, y = np.asarray(x_pix, np.float64), np.asarray(y_pix, np.float64)
         ll = np.empty((x.size, self.sigmas.size))
+        ll_bkg = np.empty(x.size)
         x_fit, y_fit = x.copy(), y.copy()
         with progress_bar("extension scan", total=x.size, enabled=progress) as bar:
             for p in np.unique(patch):
@@ -161,10 +171,13 @@ class ExtensionFitter:
                         dx, dy = self.locate(c[j], bg[j], dx, dy, inside[j][None])
                     x_fit[i], y_fit[i] = x[i] + dx - off[j, 0], y[i] + dy - off[j, 1]
                     ll[i] = self.scan(c[j], bg[j], dx, dy, inside[j][None])
+                    n, b, w = self._masked(c[j], bg[j], inside[j][None])
+                    ll_bkg[i] = (n * np.log(b) - b * w).sum()
                     bar.advance(1)
         best = ll.argmax(axis=1)
         return {"sigma": self.sigmas[best], "ts_ext": 2.0 * (ll.max(axis=1) - ll[:, 0]),
-                "loglike": ll, "x_pix": x_fit, "y_pix": y_fit}
+                "ts_detection": 2.0 * (ll.max(axis=1) - ll_bkg), "loglike": ll, "x_pix": x_fit,
+                "y_pix": y_fit}
 
 
 def classify(sigma, ts_ext, ts_threshold: float = 16.0) -> np.ndarray:
@@ -193,25 +206,43 @@ def scan_sources(path, cfg, *, free_position: bool = False, progress: bool = Fal
                               free_position=free_position, progress=progress), src
 
 
+def _detected(fit, min_ts):
+    if min_ts is None:
+        return np.ones(fit["ts_detection"].size, bool)
+    return fit["ts_detection"] >= float(min_ts)
+
+
 def evaluate_sources(path, cfg, ts_threshold: float = 16.0, *,
-                     progress: bool = False) -> dict:
+                     min_ts: float | None = None, scan=None, progress: bool = False) -> dict:
     """The classical test's figures (:func:`~astroreco.detectors.sky.classify.
-    source_figures`) on the sources ``cfg`` selects in ``path``."""
+    source_figures`) on the sources ``cfg`` selects in ``path``; with ``min_ts`` only
+    on those whose detection TS reaches it (:data:`DETECTION_TS`: the detected ones),
+    with ``n_selected_from`` the count before that cut.  ``scan``: the ``(fit, sources)``
+    :func:`scan_sources` returned for the same file and ``cfg``, not scanned again."""
     from astroreco.detectors.sky.classify import source_figures
 
-    fit, src = scan_sources(path, cfg, progress=progress)
+    fit, src = scan or scan_sources(path, cfg, progress=progress)
+    keep = _detected(fit, min_ts)
+    if not keep.any():
+        raise InputError(f"{path}: no source reaches a detection TS of {min_ts}")
     pred = classify(fit["sigma"], fit["ts_ext"], ts_threshold)
-    fig = source_figures(np.eye(3)[pred], src.ext_class, src.log_flux, "extension")
-    return {**fig, "ts_threshold": float(ts_threshold)}
+    fig = source_figures(np.eye(3)[pred[keep]], src.ext_class[keep], src.log_flux[keep],
+                         "extension")
+    return {**fig, "ts_threshold": float(ts_threshold), "min_ts": min_ts,
+            "n_selected_from": int(keep.size)}
 
 
 def tune_threshold(path, cfg, thresholds=(0.0, 1.0, 2.0, 4.0, 9.0, 16.0, 25.0), *,
-                   progress: bool = False) -> dict:
+                   min_ts: float | None = None, scan=None, progress: bool = False) -> dict:
     """The ``TS_ext`` threshold with the best point/extended accuracy on the sources of
-    ``path`` (validation patches), and the accuracy of every candidate."""
-    fit, src = scan_sources(path, cfg, progress=progress)
-    truth_ext = src.ext_class > 0
-    acc = {float(t): float(np.mean((classify(fit["sigma"], fit["ts_ext"], t) > 0)
+    ``path`` (validation patches; with ``min_ts``, those whose detection TS reaches it),
+    and the accuracy of every candidate; ``scan`` as in :func:`evaluate_sources`."""
+    fit, src = scan or scan_sources(path, cfg, progress=progress)
+    keep = _detected(fit, min_ts)
+    if not keep.any():
+        raise InputError(f"{path}: no source reaches a detection TS of {min_ts}")
+    truth_ext = src.ext_class[keep] > 0
+    acc = {float(t): float(np.mean((classify(fit["sigma"][keep], fit["ts_ext"][keep], t) > 0)
                                    == truth_ext)) for t in thresholds}
     best = max(acc, key=lambda t: (acc[t], -t))
-    return {"ts_threshold": best, "accuracy": acc, "n": int(src.n_events)}
+    return {"ts_threshold": best, "accuracy": acc, "n": int(keep.sum()), "min_ts": min_ts}
