@@ -148,12 +148,16 @@ def card_section(sets, target_rows) -> str:
                       f"bin centre {k['calibration_max_deviation']:.1%} over "
                       f"{k['calibration_bins_checked']} equal-width bins with >= 200 "
                       "events (ratio: to the bin's midpoint; to kappa_equivalent: to the "
-                      "fit a calibrated kappa gives for the bin's events):", "",
-                      "| kappa bin | events | fitted kappa | ratio | to kappa_equivalent |",
-                      "|---|---|---|---|---|"]
+                      "fit a calibrated kappa gives for the bin's events; flipped: events "
+                      "more than 90 deg from the truth, head and tail swapped; without "
+                      "them: the ratio of the fit to the others):", "",
+                      "| kappa bin | events | fitted kappa | ratio | to kappa_equivalent | "
+                      "flipped | ratio without them |", "|---|---|---|---|---|---|---|"]
             lines += [f"| {r['kappa_lo']:.1f}-{r['kappa_hi']:.1f} | {r['n']} | "
                       f"{r['kappa_fit']:.1f} ± {r['kappa_fit_err']:.1f} | "
-                      f"{r['ratio']:.2f} | {r['ratio_equivalent']:.2f} |"
+                      f"{r['ratio']:.2f} | {r['ratio_equivalent']:.2f} | "
+                      f"{r.get('n_flipped', '-')} | "
+                      + (f"{r['ratio_core']:.2f}" if "ratio_core" in r else "-") + " |"
                       for r in k["calibration"] if r["enough"]]
             null = k.get("calibration_null")
             if null:
