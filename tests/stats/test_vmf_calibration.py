@@ -228,6 +228,32 @@ def test_head_tail_flips_are_counted_and_the_core_fit_ignores_them():
     assert row["kappa_fit_core"] > row["kappa_fit"]
 
 
+def test_flip_probability_fit_and_the_null_with_flips():
+    from astroreco.stats.vmf_calibration import fit_flip_probability
+
+    # flips at 2% for kappa ~5 falling to 0.1% at kappa ~50: the fit finds both ends
+    rng = np.random.default_rng(3)
+    kappa = np.exp(rng.uniform(np.log(5.0), np.log(50.0), 200_000))
+    p_true = 0.02 * (5.0 / kappa) ** 1.3
+    angle = sample_vmf_angle(kappa, rng)
+    angle = np.where(rng.random(kappa.size) < p_true, np.pi - angle, angle)
+    p = fit_flip_probability(angle, kappa)
+    # beyond pi/2: the flips, and the vMF's own tail 1 / (e^kappa + 1) of the others
+    beyond = lambda k, f: f + (1 - 2 * f) / (math.exp(k) + 1)  # noqa: E731
+    assert p(np.array([5.0]))[0] == pytest.approx(beyond(5.0, 0.02), rel=0.15)
+    assert p(np.array([50.0]))[0] == pytest.approx(beyond(50.0, 0.02 * 0.1 ** 1.3), rel=0.3)
+    # a narrow bin of 1000 events at kappa 40: flips at 0.3% make the test scatter far more
+    # than the vMF's own noise, though kappa is calibrated in the sense the test fits it
+    k = np.full(1000, 40.0)
+    plain = vmf_calibration_null(k, n_draws=60, seed=4, edges=[39.0, 41.0], centre="midpoint")
+    mixed = vmf_calibration_null(k, n_draws=60, seed=4, edges=[39.0, 41.0], centre="midpoint",
+                                 flip_probability=np.full(k.size, 0.003))
+    assert np.median(mixed) > 1.5 * np.median(plain)
+    assert np.median(mixed) < 0.25   # but still centred on a calibrated fit
+    with pytest.raises(InputError, match="flip_probability"):
+        vmf_calibration_null(k, flip_probability=np.full(k.size, 0.7))
+
+
 def test_null_distribution_of_the_calibration_test():
     rng = np.random.default_rng(11)
     # one narrow bin of 10,000 events: a calibrated model lands within ~1/sqrt(n) of it

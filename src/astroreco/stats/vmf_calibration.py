@@ -26,7 +26,8 @@ from astroreco.errors import InputError
 __all__ = ["vmf_calibration", "vmf_expected_angle", "vmf_kappa_from_mean_cosine",
            "vmf_mean_cosine", "vmf_mean_cosine_derivative", "vmf_kappa_scale",
            "vmf_kappa_power_map", "vmf_kappa_feature_map", "apply_kappa_feature_map",
-           "kappa_bin_edges", "sample_vmf_angle", "vmf_calibration_null"]
+           "kappa_bin_edges", "sample_vmf_angle", "vmf_calibration_null",
+           "fit_flip_probability"]
 
 
 def _kappa_array(kappa):
@@ -334,7 +335,8 @@ def sample_vmf_angle(kappa, rng: np.random.Generator) -> np.ndarray:
     return np.arccos(np.clip(c, -1.0, 1.0))
 
 
-def vmf_calibration_null(kappa, *, n_draws: int = 200, seed: int = 0, **calibration):
+def vmf_calibration_null(kappa, *, n_draws: int = 200, seed: int = 0, flip_probability=None,
+                         **calibration):
     """What :func:`vmf_calibration` finds for a perfectly calibrated model with these ``kappa``.
 
     The calibration test compares per-bin fits with their bin centres, and a bin of a few
@@ -348,6 +350,13 @@ def vmf_calibration_null(kappa, *, n_draws: int = 200, seed: int = 0, **calibrat
     remaining keyword arguments (``n_bins``, ``min_count``, ``edges``, ``centre``) are
     :func:`vmf_calibration`'s.
 
+    ``flip_probability`` (per event, e.g. :func:`fit_flip_probability`) makes the model a
+    mixture: event ``i`` has its head and tail swapped (``theta -> pi - theta``) with
+    probability ``p_i``, and the rest follow a vMF of the concentration that keeps the
+    mixture's mean cosine at ``A_3(kappa_i)`` -- ``kappa_i`` still calibrated in the sense
+    the test fits it, but a bin's few flips now scatter as a Poisson count, each moving
+    ``kappa_fit`` by ``2 / n`` in ``1 - mean_cos``.
+
     Returns
     -------
     ndarray
@@ -357,12 +366,62 @@ def vmf_calibration_null(kappa, *, n_draws: int = 200, seed: int = 0, **calibrat
         raise InputError(f"n_draws: expected an integer >= 1, got {n_draws!r}")
     k = _kappa_array(kappa)
     rng = np.random.default_rng(seed)
+    k_core, flip = k, None
+    if flip_probability is not None:
+        flip = np.asarray(flip_probability, np.float64)
+        if flip.shape != k.shape or not np.all((flip >= 0) & (flip < 0.5)):
+            raise InputError(f"flip_probability: expected one value in [0, 0.5) per kappa "
+                             f"({k.shape}), got shape {flip.shape}")
+        # the core's mean cosine A_3(kappa) / (1 - 2p); a core that would need a mean cosine
+        # of 1 or more (kappa far beyond what the flips allow) is drawn as exact
+        c = np.asarray(vmf_mean_cosine(k)) / (1.0 - 2.0 * flip)
+        k_core = np.where(c < 1.0, vmf_kappa_from_mean_cosine(np.minimum(c, 1.0 - 1e-15)),
+                          1e12)
     out = np.empty(int(n_draws))
     for i in range(int(n_draws)):
-        rows = vmf_calibration(sample_vmf_angle(k, rng), k, **calibration)
+        angle = sample_vmf_angle(k_core, rng)
+        if flip is not None:
+            angle = np.where(rng.random(k.size) < flip, np.pi - angle, angle)
+        rows = vmf_calibration(angle, k, **calibration)
         dev = [abs(r["ratio"] - 1.0) for r in rows if r["enough"]]
         out[i] = max(dev) if dev else math.nan
     return out
+
+
+def fit_flip_probability(angle, kappa):
+    """The probability of a head-tail flip (``theta > pi/2``) as a function of ``kappa``:
+    a logistic regression on ``log kappa`` and its square, fitted by maximum likelihood.
+
+    Returns a function ``kappa -> p`` (clipped below 0.5).  For
+    :func:`vmf_calibration_null`'s mixture; fitted on the events whose test it gives the
+    noise of, it is a plug-in estimate of their flip rate, not a prediction.  Below
+    ``kappa ~ 4`` it also counts the vMF's own tail beyond ``pi/2`` (``1 / (e^kappa + 1)``
+    of the events), so the mixture's noise there is slightly overstated.
+    """
+    a, k = _clean_vmf(angle, kappa)
+    flipped = (a > 0.5 * np.pi).astype(np.float64)
+    x = np.log(k)
+    mu, sd = x.mean(), max(x.std(), 1e-12)
+    z = (x - mu) / sd
+    design = np.stack([np.ones_like(z), z, z * z], 1)
+
+    def nll(w):
+        t = design @ w
+        return float(np.sum(np.logaddexp(0.0, t) - flipped * t))
+
+    def grad(w):
+        t = design @ w
+        return design.T @ (special.expit(t) - flipped)
+
+    rate = min(max(flipped.mean(), 0.5 / k.size), 0.49)
+    w0 = np.array([math.log(rate / (1 - rate)), 0.0, 0.0])
+    w = optimize.minimize(nll, w0, jac=grad, method="L-BFGS-B").x
+
+    def probability(kappa_new):
+        zz = (np.log(_kappa_array(kappa_new)) - mu) / sd
+        return np.minimum(special.expit(w[0] + w[1] * zz + w[2] * zz * zz), 0.49)
+
+    return probability
 
 
 def vmf_kappa_scale(angle, kappa, bounds=(1e-2, 1e2)) -> float:

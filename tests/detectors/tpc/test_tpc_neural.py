@@ -120,6 +120,8 @@ def test_train_save_reload_reconstruct(events, tmp_path):
     assert k["calibration_bins_checked"] >= 1 and null["draws"] == 12
     assert 0.0 <= null["p_value"] <= 1.0 and 0.0 <= null["fraction_beyond_tolerance"] <= 1.0
     assert 0.0 < null["median_max_deviation"] <= null["q90_max_deviation"]
+    mixed = k["calibration_null_with_flips"]
+    assert mixed["draws"] == 12 and mixed["flips"] >= 0 and mixed["flips_expected"] >= 0
 
 
 @pytest.mark.skipif("spconv" not in available_backends(), reason="spconv not installed")

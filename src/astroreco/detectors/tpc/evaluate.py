@@ -84,6 +84,14 @@ def score_methods(events) -> tuple[dict, dict]:
     return scores, arrays
 
 
+def _null_summary(null, observed: float, tolerance: float) -> dict:
+    null = null[np.isfinite(null)]
+    return {"draws": int(null.size), "median_max_deviation": float(np.median(null)),
+            "q90_max_deviation": float(np.quantile(null, 0.9)), "tolerance": float(tolerance),
+            "fraction_beyond_tolerance": float(np.mean(null > tolerance)),
+            "p_value": float(np.mean(null >= observed))}
+
+
 def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
              min_count: int = 200, cuts=CUTS, null_draws: int = 200,
              tolerance: float = 0.2) -> dict:
@@ -103,10 +111,14 @@ def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
     and 90% quantile of the largest deviation a perfectly calibrated model with the same
     ``kappa`` would show, the fraction of draws beyond ``tolerance``, and ``p_value``, the
     fraction at or beyond the observed largest deviation (``null_draws=0``: skipped).
+    ``calibration_null_with_flips`` is the same for a model whose ``kappa`` is calibrated
+    with the head-tail flips the events show (their rate as a function of ``kappa`` fitted on
+    the events themselves, :func:`~astroreco.stats.vmf_calibration.fit_flip_probability`):
+    each bin's few flips scatter as a Poisson count, which the plain vMF null leaves out.
     """
     from astroreco.detectors.tpc.plots import plot_calibration, plot_efficiency_curve
-    from astroreco.stats.vmf_calibration import (kappa_bin_edges, vmf_calibration,
-                                                 vmf_calibration_null)
+    from astroreco.stats.vmf_calibration import (fit_flip_probability, kappa_bin_edges,
+                                                 vmf_calibration, vmf_calibration_null)
 
     if isinstance(null_draws, bool) or int(null_draws) != null_draws or null_draws < 0:
         raise InputError(f"null_draws: expected an integer >= 0, got {null_draws!r}")
@@ -150,14 +162,16 @@ def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
                      (abs(r["ratio_equivalent"] - 1) for r in checked), default=float("nan")),
                  "calibration_bins_checked": len(checked)}
         if null_draws and checked:
+            observed = entry["calibration_max_deviation"]
             null = vmf_calibration_null(a["kappa"], n_draws=int(null_draws), **binned)
-            null = null[np.isfinite(null)]
-            entry["calibration_null"] = {
-                "draws": int(null.size), "median_max_deviation": float(np.median(null)),
-                "q90_max_deviation": float(np.quantile(null, 0.9)),
-                "tolerance": float(tolerance),
-                "fraction_beyond_tolerance": float(np.mean(null > tolerance)),
-                "p_value": float(np.mean(null >= entry["calibration_max_deviation"]))}
+            entry["calibration_null"] = _null_summary(null, observed, tolerance)
+            flip = fit_flip_probability(a["angle"], a["kappa"])(a["kappa"])
+            null = vmf_calibration_null(a["kappa"], n_draws=int(null_draws),
+                                        flip_probability=flip, **binned)
+            entry["calibration_null_with_flips"] = {
+                **_null_summary(null, observed, tolerance),
+                "flips": int(np.sum(a["angle"] > 0.5 * np.pi)),
+                "flips_expected": float(flip.sum())}
         if best is not None:
             below = np.flatnonzero(np.asarray(curve["mean_cos_dist"]) <= best)
             entry["cut_to_reach_best_expected"] = float(curve["cut"][below[0]]) \
