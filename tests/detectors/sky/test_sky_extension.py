@@ -80,6 +80,13 @@ def test_evaluate_and_tune_on_cta_patches(tmp_path):
     assert tuned["accuracy"][tuned["ts_threshold"]] == max(tuned["accuracy"].values())
     fig = evaluate_sources(path, cfg, tuned["ts_threshold"])
     assert fig["n"] == tuned["n"]
+    # read a patch at a time, the same fit
+    whole, _ = scan_sources(path, cfg)
+    one_by_one, _ = scan_sources(path, cfg, chunk_patches=1)
+    for key in whole:
+        np.testing.assert_array_equal(whole[key], one_by_one[key])
+    with pytest.raises(InputError, match="chunk_patches"):
+        scan_sources(path, cfg, chunk_patches=0)
     fit, src = scan_sources(path, cfg, free_position=True)
     assert fit["loglike"].shape == (src.n_events, len(SIGMA_GRID_DEG))
     assert np.all(np.abs(fit["x_pix"] - src.starts(np.arange(src.n_events), None)[:, 0])

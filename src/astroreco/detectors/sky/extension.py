@@ -188,22 +188,40 @@ def classify(sigma, ts_ext, ts_threshold: float = 16.0) -> np.ndarray:
     return np.where(ts >= ts_threshold, cls, 0).astype(np.int64)
 
 
-def scan_sources(path, cfg, *, free_position: bool = False, progress: bool = False) -> tuple:
+def scan_sources(path, cfg, *, free_position: bool = False, progress: bool = False,
+                 chunk_patches: int = 256) -> tuple:
     """:meth:`ExtensionFitter.fit_sources` on the true sources of a patch file that ``cfg``
     selects (a classifier's :class:`~astroreco.detectors.sky.sources.CutoutConfig`: the same
     sources, cut-out size and validation-jittered positions as the network's evaluation):
-    the fit and the :class:`~astroreco.detectors.sky.sources.SourceRows`."""
+    the fit and the :class:`~astroreco.detectors.sky.sources.SourceRows`.  The patches are
+    read ``chunk_patches`` at a time (12,000 CTA-like patches would be 8 GB at once)."""
     from astroreco.detectors.sky.pipeline import config_of, read_patches
     from astroreco.detectors.sky.sources import SourceRows
+    from astroreco.progress import progress_bar
 
+    if isinstance(chunk_patches, bool) or int(chunk_patches) != chunk_patches \
+            or chunk_patches < 1:
+        raise InputError(f"chunk_patches: expected an integer >= 1, got {chunk_patches!r}")
     src = SourceRows(path, 0, None, cfg, task="extension")
     if src.n_events == 0:
         raise InputError(f"{path}: no true source passes the selection")
-    data = read_patches(path, 0, int(src.patch.max()) + 1)
     pos = src.starts(np.arange(src.n_events), None)
     fitter = ExtensionFitter(config_of(path), size=src.size)
-    return fitter.fit_sources(data.counts, data.background, src.patch, pos[:, 0], pos[:, 1],
-                              free_position=free_position, progress=progress), src
+    parts = []
+    n_patches = int(src.patch.max()) + 1
+    with progress_bar("extension scan", total=src.n_events, enabled=progress) as bar:
+        for a in range(0, n_patches, int(chunk_patches)):
+            b = min(n_patches, a + int(chunk_patches))
+            rows = np.flatnonzero((src.patch >= a) & (src.patch < b))
+            if rows.size == 0:
+                continue
+            data = read_patches(path, a, b)
+            parts.append(fitter.fit_sources(data.counts, data.background, src.patch[rows] - a,
+                                            pos[rows, 0], pos[rows, 1],
+                                            free_position=free_position))
+            bar.advance(rows.size)
+    # the rows are ordered by patch, so the chunks' rows follow one another
+    return {k: np.concatenate([f[k] for f in parts]) for k in parts[0]}, src
 
 
 def _detected(fit, min_ts):
