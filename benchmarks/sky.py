@@ -18,8 +18,9 @@ centres.  A detection matches a true source within 0.3 deg (one-to-one).  Target
   background model; the oracle's F1 is reported beside it);
 - detection speed >= 50 patches/s (64 x 64 x 6) on this CPU;
 - point/extended accuracy >= 0.95 of the CTA-like extension classifier, on its test
-  sources that are detected (TS >= 25 against the background alone, the catalogs'
-  threshold: a catalog states the extension of the sources it holds), beside the classical
+  sources that are detected (TS >= 25 against the background alone, the catalogs' value
+  applied to the extension test's own fit: a catalog states the extension of the sources
+  it holds), beside the classical
   likelihood extension test on the same sources; all sources above the classifier's flux
   cut, detected or not, and both per flux are reported.
 
@@ -132,7 +133,7 @@ def classifiers(args) -> dict:
         out[task] = {"model": str(model), "file": str(path), **fig}
         if task == "extension":
             classical, detected = classical_extension(args, path, classifier.config)
-            if not np.array_equal(classical.pop("labels"), p["labels"]):
+            if not np.array_equal(classical.pop("log_flux"), p["log_flux"]):
                 raise RuntimeError("the classical test and the network saw other sources")
             out["extension_classical"] = classical
             out["extension_detected"] = {
@@ -164,7 +165,7 @@ def classical_extension(args, test_path, cfg) -> tuple[dict, np.ndarray]:
     detected = test_scan[0]["ts_detection"] >= DETECTION_TS
     return ({"file": str(test_path), "tuned_on": str(val), "tuning": tuned, **fig,
              "detected": {"tuning": tuned_det, **fig_det},
-             "labels": test_scan[1].ext_class}, detected)
+             "log_flux": test_scan[1].log_flux}, detected)
 
 
 def extension_targets(ext, det, cl) -> dict:

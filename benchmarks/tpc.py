@@ -180,9 +180,11 @@ def card_section(sets, target_rows) -> str:
                           "deviation."]
             mixed = k.get("calibration_null_with_flips")
             if mixed:
-                lines += ["", f"With the head-tail flips the events show ({mixed['flips']} "
-                          "beyond 90 deg; their rate as a function of kappa fitted on these "
-                          "events), a model calibrated in the sense the test fits would "
+                seen = mixed.get("beyond_90deg", mixed.get("flips"))
+                lines += ["", f"With the head-tail flips the events show ({seen} beyond 90 "
+                          "deg; the flip rate as a function of kappa fitted on these events, "
+                          "over the vMF's own tail), a model calibrated in the sense the test "
+                          "fits would "
                           f"deviate by {mixed['median_max_deviation']:.1%} (median; 90%: "
                           f"{mixed['q90_max_deviation']:.1%}) and exceed "
                           f"{mixed['tolerance']:.0%} in "

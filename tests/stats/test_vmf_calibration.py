@@ -237,11 +237,13 @@ def test_flip_probability_fit_and_the_null_with_flips():
     p_true = 0.02 * (5.0 / kappa) ** 1.3
     angle = sample_vmf_angle(kappa, rng)
     angle = np.where(rng.random(kappa.size) < p_true, np.pi - angle, angle)
+    # the flips alone, not the vMF's own tail beyond pi/2 (1 / (e^kappa + 1) of the events)
     p = fit_flip_probability(angle, kappa)
-    # beyond pi/2: the flips, and the vMF's own tail 1 / (e^kappa + 1) of the others
-    beyond = lambda k, f: f + (1 - 2 * f) / (math.exp(k) + 1)  # noqa: E731
-    assert p(np.array([5.0]))[0] == pytest.approx(beyond(5.0, 0.02), rel=0.15)
-    assert p(np.array([50.0]))[0] == pytest.approx(beyond(50.0, 0.02 * 0.1 ** 1.3), rel=0.3)
+    assert p(np.array([5.0]))[0] == pytest.approx(0.02, rel=0.15)
+    assert p(np.array([50.0]))[0] == pytest.approx(0.02 * 0.1 ** 1.3, rel=0.3)
+    # no flips at all, down to kappa 0.5 where the tail is a third of the events: ~0
+    low = rng.uniform(0.5, 10.0, 100_000)
+    assert np.all(fit_flip_probability(sample_vmf_angle(low, rng), low)(low) < 0.005)
     # a narrow bin of 1000 events at kappa 40: flips at 0.3% make the test scatter far more
     # than the vMF's own noise, though kappa is calibrated in the sense the test fits it
     k = np.full(1000, 40.0)
@@ -252,6 +254,12 @@ def test_flip_probability_fit_and_the_null_with_flips():
     assert np.median(mixed) < 0.25   # but still centred on a calibrated fit
     with pytest.raises(InputError, match="flip_probability"):
         vmf_calibration_null(k, flip_probability=np.full(k.size, 0.7))
+    # no flips: the plain null's draws exactly (the flips have their own stream)
+    spread = rng.uniform(1.0, 60.0, 5000)
+    np.testing.assert_array_equal(
+        vmf_calibration_null(spread, n_draws=5, seed=9, n_bins=4),
+        vmf_calibration_null(spread, n_draws=5, seed=9, n_bins=4,
+                             flip_probability=np.zeros(spread.size)))
 
 
 def test_null_distribution_of_the_calibration_test():

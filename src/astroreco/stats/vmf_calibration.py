@@ -179,20 +179,20 @@ def vmf_kappa_from_mean_cosine(c):
     return _as_output(out)
 
 
-def _clean_vmf(angle, kappa):
+def _clean_vmf(angle, kappa, where: str = "vmf_calibration"):
     a = np.asarray(angle, dtype=np.float64)
     k = np.asarray(kappa, dtype=np.float64)
     if a.ndim != 1 or k.shape != a.shape:
-        raise InputError(f"vmf_calibration: expected angle and kappa as 1D arrays of one "
+        raise InputError(f"{where}: expected angle and kappa as 1D arrays of one "
                          f"length, got shapes {a.shape} and {k.shape}")
     if a.size == 0:
-        raise InputError("vmf_calibration: expected at least one event, got none")
+        raise InputError(f"{where}: expected at least one event, got none")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(k))):
-        raise InputError("vmf_calibration: expected finite angles and kappa, got NaN/inf")
+        raise InputError(f"{where}: expected finite angles and kappa, got NaN/inf")
     if np.any(k <= 0.0):
-        raise InputError("vmf_calibration: expected kappa > 0 (binned in log kappa)")
+        raise InputError(f"{where}: expected kappa > 0 (binned in log kappa)")
     if np.any(a < 0.0) or np.any(a > np.pi):
-        raise InputError("vmf_calibration: expected angles in [0, pi] radians")
+        raise InputError(f"{where}: expected angles in [0, pi] radians")
     return a, k
 
 
@@ -208,7 +208,7 @@ def _vmf_row(angle, kappa, lo, hi, min_count, centre_kind="geometric"):
     k_fit = float(vmf_kappa_from_mean_cosine(mean_cos))
     flipped = angle > 0.5 * np.pi
     k_core = float(vmf_kappa_from_mean_cosine(np.mean(cos[~flipped]))) \
-        if not flipped.all() else 0.0
+        if not flipped.all() else math.nan
     k_err = (1.0 / math.sqrt(n * vmf_mean_cosine_derivative(k_fit))
              if math.isfinite(k_fit) else math.inf)
     return {
@@ -355,7 +355,10 @@ def vmf_calibration_null(kappa, *, n_draws: int = 200, seed: int = 0, flip_proba
     probability ``p_i``, and the rest follow a vMF of the concentration that keeps the
     mixture's mean cosine at ``A_3(kappa_i)`` -- ``kappa_i`` still calibrated in the sense
     the test fits it, but a bin's few flips now scatter as a Poisson count, each moving
-    ``kappa_fit`` by ``2 / n`` in ``1 - mean_cos``.
+    ``kappa_fit`` by ``2 / n`` in ``1 - mean_cos``.  A ``p_i`` above ``(1 - A_3(kappa_i))
+    / 2``, more flips than ``kappa_i`` leaves room for, is capped there (the core then
+    exact).  The flips are drawn from their own stream: all-zero probabilities give the
+    plain null's draws exactly, and the two nulls of one seed are paired.
 
     Returns
     -------
@@ -366,22 +369,28 @@ def vmf_calibration_null(kappa, *, n_draws: int = 200, seed: int = 0, flip_proba
         raise InputError(f"n_draws: expected an integer >= 1, got {n_draws!r}")
     k = _kappa_array(kappa)
     rng = np.random.default_rng(seed)
-    k_core, flip = k, None
+    k_core, flip, flip_rng = k, None, None
     if flip_probability is not None:
         flip = np.asarray(flip_probability, np.float64)
-        if flip.shape != k.shape or not np.all((flip >= 0) & (flip < 0.5)):
-            raise InputError(f"flip_probability: expected one value in [0, 0.5) per kappa "
-                             f"({k.shape}), got shape {flip.shape}")
-        # the core's mean cosine A_3(kappa) / (1 - 2p); a core that would need a mean cosine
-        # of 1 or more (kappa far beyond what the flips allow) is drawn as exact
-        c = np.asarray(vmf_mean_cosine(k)) / (1.0 - 2.0 * flip)
-        k_core = np.where(c < 1.0, vmf_kappa_from_mean_cosine(np.minimum(c, 1.0 - 1e-15)),
-                          1e12)
+        if flip.shape != k.shape:
+            raise InputError(f"flip_probability: expected one value per kappa ({k.shape}), "
+                             f"got shape {flip.shape}")
+        bad = ~((flip >= 0) & (flip < 0.5))
+        if bad.any():
+            raise InputError(f"flip_probability: expected values in [0, 0.5), got "
+                             f"{flip[bad][0]!r}")
+        # the core's mean cosine is A_3(kappa) / (1 - 2p), at most 1 (an exact core)
+        a3 = np.asarray(vmf_mean_cosine(k))
+        flip = np.minimum(flip, 0.5 * (1.0 - a3))
+        c = a3 / (1.0 - 2.0 * flip)
+        k_core = np.where(c < 1.0 - 1e-12,
+                          vmf_kappa_from_mean_cosine(np.minimum(c, 1.0 - 1e-12)), 1e12)
+        flip_rng = np.random.default_rng([int(seed), 1])
     out = np.empty(int(n_draws))
     for i in range(int(n_draws)):
         angle = sample_vmf_angle(k_core, rng)
         if flip is not None:
-            angle = np.where(rng.random(k.size) < flip, np.pi - angle, angle)
+            angle = np.where(flip_rng.random(k.size) < flip, np.pi - angle, angle)
         rows = vmf_calibration(angle, k, **calibration)
         dev = [abs(r["ratio"] - 1.0) for r in rows if r["enough"]]
         out[i] = max(dev) if dev else math.nan
@@ -389,33 +398,34 @@ def vmf_calibration_null(kappa, *, n_draws: int = 200, seed: int = 0, flip_proba
 
 
 def fit_flip_probability(angle, kappa):
-    """The probability of a head-tail flip (``theta > pi/2``) as a function of ``kappa``:
-    a logistic regression on ``log kappa`` and its square, fitted by maximum likelihood.
+    """The probability of a head-tail flip as a function of ``kappa``: a logistic
+    regression on ``log kappa`` and its square, fitted by maximum likelihood to the events
+    beyond ``pi/2``.  A calibrated vMF puts ``t = 1 / (e^kappa + 1)`` of its events there on
+    its own; with flips of probability ``f`` the fraction is ``f + (1 - 2 f) t``, and ``f``
+    alone is returned -- as a function ``kappa -> f`` (at most 0.49).
 
-    Returns a function ``kappa -> p`` (clipped below 0.5).  For
-    :func:`vmf_calibration_null`'s mixture; fitted on the events whose test it gives the
-    noise of, it is a plug-in estimate of their flip rate, not a prediction.  Below
-    ``kappa ~ 4`` it also counts the vMF's own tail beyond ``pi/2`` (``1 / (e^kappa + 1)``
-    of the events), so the mixture's noise there is slightly overstated.
+    For :func:`vmf_calibration_null`'s mixture; fitted on the events whose test it gives the
+    noise of, it is a plug-in estimate of their flip rate, not a prediction.
     """
-    a, k = _clean_vmf(angle, kappa)
-    flipped = (a > 0.5 * np.pi).astype(np.float64)
+    a, k = _clean_vmf(angle, kappa, "fit_flip_probability")
+    beyond = (a > 0.5 * np.pi).astype(np.float64)
     x = np.log(k)
     mu, sd = x.mean(), max(x.std(), 1e-12)
     z = (x - mu) / sd
     design = np.stack([np.ones_like(z), z, z * z], 1)
+    tail = special.expit(-k)                                  # 1 / (e^kappa + 1)
 
-    def nll(w):
-        t = design @ w
-        return float(np.sum(np.logaddexp(0.0, t) - flipped * t))
+    def nll_grad(w):
+        f = special.expit(design @ w)
+        q = np.clip(f + (1.0 - 2.0 * f) * tail, 1e-300, 1.0 - 1e-16)
+        nll = -float(np.sum(beyond * np.log(q) + (1.0 - beyond) * np.log1p(-q)))
+        dq = (1.0 - 2.0 * tail) * f * (1.0 - f)               # dq / d(design @ w)
+        g = -(beyond / q - (1.0 - beyond) / (1.0 - q)) * dq
+        return nll, design.T @ g
 
-    def grad(w):
-        t = design @ w
-        return design.T @ (special.expit(t) - flipped)
-
-    rate = min(max(flipped.mean(), 0.5 / k.size), 0.49)
+    rate = min(max(beyond.mean() - tail.mean(), 0.5 / k.size), 0.49)
     w0 = np.array([math.log(rate / (1 - rate)), 0.0, 0.0])
-    w = optimize.minimize(nll, w0, jac=grad, method="L-BFGS-B").x
+    w = optimize.minimize(nll_grad, w0, jac=True, method="L-BFGS-B").x
 
     def probability(kappa_new):
         zz = (np.log(_kappa_array(kappa_new)) - mu) / sd

@@ -46,8 +46,9 @@ SIGMA_GRID_DEG = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3,
                   0.5, 0.6, 0.75, 0.9, 1.1)
 #: class edges in sigma (deg): C0 < 0.1 <= C1 < 0.3 <= C2
 CLASS_EDGES_DEG = (0.1, 0.3)
-#: the detection threshold of the catalogs (TS of the source, at its best width, against the
-#: background alone): the sources whose extension a catalog states
+#: the catalogs' detection threshold (TS of the source against the background alone), here
+#: applied to this test's own fit (a free amplitude per energy bin and the width: a looser
+#: cut than a catalog's spectral fit); the sources whose extension a catalog would state
 DETECTION_TS = 25.0
 
 

@@ -114,7 +114,9 @@ def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
     ``calibration_null_with_flips`` is the same for a model whose ``kappa`` is calibrated
     with the head-tail flips the events show (their rate as a function of ``kappa`` fitted on
     the events themselves, :func:`~astroreco.stats.vmf_calibration.fit_flip_probability`):
-    each bin's few flips scatter as a Poisson count, which the plain vMF null leaves out.
+    each bin's few flips scatter as a Poisson count, which the plain vMF null leaves out;
+    with the events beyond 90 deg and how many the fitted rate expects (``flips_expected``
+    of them flips, the rest the vMF's own tail).
     """
     from astroreco.detectors.tpc.plots import plot_calibration, plot_efficiency_curve
     from astroreco.stats.vmf_calibration import (fit_flip_probability, kappa_bin_edges,
@@ -168,9 +170,11 @@ def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
             flip = fit_flip_probability(a["angle"], a["kappa"])(a["kappa"])
             null = vmf_calibration_null(a["kappa"], n_draws=int(null_draws),
                                         flip_probability=flip, **binned)
+            tail = 1.0 / (np.exp(np.minimum(a["kappa"], 700.0)) + 1.0)
             entry["calibration_null_with_flips"] = {
                 **_null_summary(null, observed, tolerance),
-                "flips": int(np.sum(a["angle"] > 0.5 * np.pi)),
+                "beyond_90deg": int(np.sum(a["angle"] > 0.5 * np.pi)),
+                "beyond_90deg_expected": float(np.sum(flip + (1.0 - 2.0 * flip) * tail)),
                 "flips_expected": float(flip.sum())}
         if best is not None:
             below = np.flatnonzero(np.asarray(curve["mean_cos_dist"]) <= best)
