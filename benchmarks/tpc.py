@@ -147,12 +147,16 @@ def card_section(sets, target_rows) -> str:
                   f"recoils; Non-ML tuned {s['nonml_tuned']['r_min']:g}, "
                   f"{s['nonml_tuned']['r_max']:g}, {s['nonml_tuned']['w0_cm']:g} cm; "
                   f"Best-Expected epsilon {s['epsilon_cm']:g} cm, both tuned on independent "
-                  "events)", "", "| method | efficiency | cosine distance |", "|---|---|---|"]
+                  "events)", "", "| method | efficiency | cosine distance | head-tail right |",
+                  "|---|---|---|---|"]
         for name, v in m.items():
+            ht = v.get("head_tail_correct")
             lines.append(f"| {v['label']} | {v['efficiency']:.3f} | {v['cos_dist']:.4f} ± "
-                         f"{v['cos_dist_err']:.4f} |")
+                         f"{v['cos_dist_err']:.4f} | "
+                         + ("-" if ht is None else f"{ht:.1%}") + " |")
         if k:
-            lines.append(f"| HCN, 5% lowest kappa cut | 0.950 | {k['cos_dist_cut_5pct']:.4f} |")
+            lines.append(f"| HCN, 5% lowest kappa cut | 0.950 | {k['cos_dist_cut_5pct']:.4f} "
+                         "| - |")
             lines += ["", f"kappa calibration: largest deviation of the fitted kappa from the "
                       f"bin centre {k['calibration_max_deviation']:.1%} over "
                       f"{k['calibration_bins_checked']} equal-width bins with >= 200 "

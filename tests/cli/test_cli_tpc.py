@@ -44,6 +44,11 @@ def test_tune_reconstruct_evaluate(tmp_path):
     # the references that use the truth are better than the analysis they bound
     assert methods["nonml_truth_ht"]["cos_dist"] <= methods["nonml"]["cos_dist"]
     assert methods["best_expected"]["cos_dist"] < methods["nonml"]["cos_dist"]
+    # the truth's head-tail is right by construction; the analysis's in most events only
+    assert methods["nonml_truth_ht"]["head_tail_correct"] == 1.0
+    assert methods["best_expected"]["head_tail_correct"] == 1.0
+    assert 0.5 < methods["nonml"]["head_tail_correct"] < 1.0
+    assert "head-tail right" in out
     assert result["set"] == "40 keV, 443 um"
 
 

@@ -79,6 +79,9 @@ def score_methods(events) -> tuple[dict, dict]:
                      if cd.size > 1 else float("nan"),
                      "median_angle_deg": float(np.degrees(np.median(angle)))
                      if cd.size else float("nan"),
+                     # head-tail recognition: the direction within 90 deg of the truth
+                     "head_tail_correct": float(np.mean(angle < 0.5 * np.pi))
+                     if cd.size else float("nan"),
                      "has_kappa": has_kappa}
         arrays[m] = {"cos_dist": cd, "angle": angle, "kappa": kappa if has_kappa else None}
     return scores, arrays
@@ -196,9 +199,11 @@ def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
 
 def table(result: dict) -> str:
     """A Markdown table of :func:`evaluate`'s per-method scores."""
-    lines = [f"| method ({result['set']}) | efficiency | cosine distance | median angle |",
-             "|---|---|---|---|"]
+    lines = [f"| method ({result['set']}) | efficiency | cosine distance | median angle | "
+             "head-tail right |", "|---|---|---|---|---|"]
     for s in result["methods"].values():
+        ht = s.get("head_tail_correct")
         lines.append(f"| {s['label']} | {s['efficiency']:.3f} | {s['cos_dist']:.4f} ± "
-                     f"{s['cos_dist_err']:.4f} | {s['median_angle_deg']:.1f} deg |")
+                     f"{s['cos_dist_err']:.4f} | {s['median_angle_deg']:.1f} deg | "
+                     + ("-" if ht is None else f"{ht:.1%}") + " |")
     return "\n".join(lines)
