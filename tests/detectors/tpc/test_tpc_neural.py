@@ -300,7 +300,7 @@ def _vmf_angles(k, rng):
 
 
 def test_vmf_kappa_power_map_recovers_a_known_distortion():
-    from astroreco.stats.vmf_calibration import vmf_kappa_power_map
+    from astroreco.stats.kappa_maps import vmf_kappa_power_map
 
     rng = np.random.default_rng(1)
     k = np.exp(rng.uniform(np.log(3), np.log(80), 40000))
@@ -316,7 +316,7 @@ def test_vmf_kappa_power_map_recovers_a_known_distortion():
 
 
 def test_vmf_kappa_feature_map_recovers_a_feature_dependent_distortion():
-    from astroreco.stats.vmf_calibration import apply_kappa_feature_map, vmf_kappa_feature_map
+    from astroreco.stats.kappa_maps import apply_kappa_feature_map, vmf_kappa_feature_map
 
     rng = np.random.default_rng(3)
     k = np.exp(rng.uniform(np.log(3), np.log(80), 40000))
@@ -347,7 +347,7 @@ def test_kappa_bin_edges_are_round_and_hold_every_event():
 
 
 def test_vmf_kappa_scale_recovers_a_known_miscalibration():
-    from astroreco.stats.vmf_calibration import vmf_kappa_scale
+    from astroreco.stats.kappa_maps import vmf_kappa_scale
 
     rng = np.random.default_rng(0)
     k = rng.uniform(5, 50, 20000)

@@ -171,9 +171,9 @@ class ExtensionFitter:
                     if free_position:
                         dx, dy = self.locate(c[j], bg[j], dx, dy, inside[j][None])
                     x_fit[i], y_fit[i] = x[i] + dx - off[j, 0], y[i] + dy - off[j, 1]
-                    ll[i] = self.scan(c[j], bg[j], dx, dy, inside[j][None])
                     n, b, w = self._masked(c[j], bg[j], inside[j][None])
-                    ll_bkg[i] = (n * np.log(b) - b * w).sum()
+                    ll[i] = self._loglike(n, b, w, self.templates(dx, dy) * w)
+                    ll_bkg[i] = (n * np.log(b) - b * w).sum()           # a = 0
                     bar.advance(1)
         best = ll.argmax(axis=1)
         return {"sigma": self.sigmas[best], "ts_ext": 2.0 * (ll.max(axis=1) - ll[:, 0]),

@@ -132,10 +132,10 @@ def pass_features(directions, kappas) -> dict:
 
 def apply_kappa_calibration(kappa, measured: dict, cal: dict | None, scale: float = 1.0):
     """``kappa`` after the calibration map of :class:`TpcNetConfig` ``.kappa_calibration``
-    (per bin of measured energy, :func:`~astroreco.stats.vmf_calibration.apply_kappa_feature_map`
+    (per bin of measured energy, :func:`~astroreco.stats.kappa_maps.apply_kappa_feature_map`
     with the bin's standardised features) and the plain ``scale``; ``measured`` as
     :func:`calibration_features` returns it."""
-    from astroreco.stats.vmf_calibration import apply_kappa_feature_map
+    from astroreco.stats.kappa_maps import apply_kappa_feature_map
 
     kappa = np.asarray(kappa, np.float64)
     if cal is None:
@@ -220,7 +220,7 @@ def calibrate_kappa(model_dir, events, *, method: str = "mlp", n_events: int | N
     ``method="linear"``: the events are split into ``energy_bins`` equal-width bins of
     measured energy (between its 1st and 99th percentiles); in each, ``log kappa -> c_0 +
     c_1 log kappa + sum_j z_j (c_2j+2 + c_2j+3 log kappa)`` is fitted by maximum likelihood
-    (:func:`~astroreco.stats.vmf_calibration.vmf_kappa_feature_map`) with the bin's
+    (:func:`~astroreco.stats.kappa_maps.vmf_kappa_feature_map`) with the bin's
     standardised ``features`` ``z_j`` (default :data:`CALIBRATION_FEATURES`; none:
     ``kappa -> s kappa^b``).
 
@@ -230,7 +230,7 @@ def calibrate_kappa(model_dir, events, *, method: str = "mlp", n_events: int | N
     import json
     from pathlib import Path
 
-    from astroreco.stats.vmf_calibration import vmf_kappa_feature_map
+    from astroreco.stats.kappa_maps import vmf_kappa_feature_map
     from astroreco.stats.directional import cosine_distance
 
     if method not in CALIBRATION_METHODS:

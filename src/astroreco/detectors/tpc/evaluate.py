@@ -123,7 +123,8 @@ def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
     """
     from astroreco.detectors.tpc.plots import plot_calibration, plot_efficiency_curve
     from astroreco.stats.vmf_calibration import (fit_flip_probability, kappa_bin_edges,
-                                                 vmf_calibration, vmf_calibration_null)
+                                                 vmf_beyond_90, vmf_calibration,
+                                                 vmf_calibration_null)
 
     if isinstance(null_draws, bool) or int(null_draws) != null_draws or null_draws < 0:
         raise InputError(f"null_draws: expected an integer >= 0, got {null_draws!r}")
@@ -173,11 +174,10 @@ def evaluate(events, out_dir, *, n_bins: int = 12, binning: str = "width",
             flip = fit_flip_probability(a["angle"], a["kappa"])(a["kappa"])
             null = vmf_calibration_null(a["kappa"], n_draws=int(null_draws),
                                         flip_probability=flip, **binned)
-            tail = 1.0 / (np.exp(np.minimum(a["kappa"], 700.0)) + 1.0)
             entry["calibration_null_with_flips"] = {
                 **_null_summary(null, observed, tolerance),
                 "beyond_90deg": int(np.sum(a["angle"] > 0.5 * np.pi)),
-                "beyond_90deg_expected": float(np.sum(flip + (1.0 - 2.0 * flip) * tail)),
+                "beyond_90deg_expected": float(np.sum(vmf_beyond_90(a["kappa"], flip))),
                 "flips_expected": float(flip.sum())}
         if best is not None:
             below = np.flatnonzero(np.asarray(curve["mean_cos_dist"]) <= best)
