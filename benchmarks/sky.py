@@ -296,6 +296,9 @@ def main(argv=None):
     ap.add_argument("--sigma", type=float, default=5.0, help="classical threshold (sigma)")
     ap.add_argument("--write-card", action="store_true",
                     help="write the measured table into the model's card")
+    ap.add_argument("--only", choices=("all", "classifiers"), default="all",
+                    help="classifiers: only the per-source classifiers' part (their own test "
+                         "patches), without the detection benchmark")
     args = ap.parse_args(argv)
     from astroreco.detectors.sky.neural import default_extension_dir, default_refiner_dir
 
@@ -309,6 +312,15 @@ def main(argv=None):
     args.cta_extension = args.cta_extension or str(shipped_model_dir("sky") / "extension_cta")
     args.class_model = args.class_model or str(shipped_model_dir("sky") / "class")
     out = Path(args.out)
+    if args.only == "classifiers":
+        cls = classifiers(args)
+        t = {}
+        if cls.get("extension") is not None:
+            t = extension_targets(cls["extension"], cls["extension_detected"],
+                                  cls["extension_classical"])
+        print(json.dumps(t, default=float))
+        write_result(out, "sky_classifiers", {"targets": t, "classifiers": cls})
+        return
     path, model_file = test_files(args)
     speed = detect_all(path, model_file, args)
     speed_mem = in_memory_speed(path, args.model)

@@ -33,7 +33,10 @@ def test_train_detect_with_per_source_networks(patches, tmp_path):
                         "--members", 1, *common]))
     assert len(s["members"]) == 1
     s = _last_json(run(["sky", "train", p, "-o", tmp_path / "ext", "--task", "extension",
+                        "--dihedral", "--cutout-size", 20, "--label-min-flux", 2e-10,
                         *common]))
+    net = json.loads((tmp_path / "ext" / "model" / "config.json").read_text())["network"]
+    assert net["dihedral"] and net["size"] == 20 and net["min_flux"] == 2e-10
     det = tmp_path / "det" / "model"
     s = _last_json(run(["sky", "detect-patches", p, "--method", "nn", "--model", det,
                         "--refiner", tmp_path / "ref" / "model", "--extension-model",
@@ -54,3 +57,8 @@ def test_train_bad_input(patches, tmp_path):
                           ok=False), "none.h5")
     assert_user_error(run(["sky", "train", patches / "p.h5", "-o", tmp_path / "r", "--task",
                            "class", "--epochs", 1, "-q"], ok=False), "time")
+    assert_user_error(run(["sky", "train", patches / "p.h5", "-o", tmp_path / "r",
+                           "--dihedral", "--epochs", 1, "-q"], ok=False), "--dihedral")
+    assert_user_error(run(["sky", "train", patches / "p.h5", "-o", tmp_path / "r", "--task",
+                           "extension", "--cutout-size", 18, "--epochs", 1, "-q"], ok=False),
+                      "size")

@@ -203,7 +203,15 @@ def calibrate_flux_errors_cmd(refiner_dir, patches, model, background_model, n_b
               help="cpu: ~124k parameters (branch width 4, U-Net width 8, depth 3); paper: "
                    "31M (16, 64, 4), a GPU job.")
 @click.option("--label-min-flux", type=float, default=1e-10, show_default=True,
-              help="Sources fainter than this S(1-100 GeV) (ph cm-2 s-1) are not labelled.")
+              help="Sources fainter than this S(1-100 GeV) (ph cm-2 s-1) are not labelled "
+                   "(per-source tasks: not used).")
+@click.option("--cutout-size", type=int, default=16, show_default=True,
+              help="Per-source tasks: cut-out width in pixels (the shipped CTA-like "
+                   "extension classifier: 32).")
+@click.option("--dihedral", is_flag=True,
+              help="extension, class: train on the 8 symmetric views of the cut-outs (one "
+                   "drawn per source and epoch) and average the probabilities over them "
+                   "when predicting.")
 @click.option("--mask-radius", type=float, default=1.5, show_default=True,
               help="Radius of the labelled disc around a source (pixels).")
 @click.option("--centres", type=click.Choice(["log", "kmeans"]), default="log",
@@ -222,9 +230,9 @@ def calibrate_flux_errors_cmd(refiner_dir, patches, model, background_model, n_b
 @seed_option()
 @overwrite_option()
 @quiet_option()
-def train(patches, out, val_patches, task, members, scale, label_min_flux, mask_radius,
-          centres, threshold, epochs, batch_size, lr, patience, max_steps_per_epoch, threads,
-          init, device, seed, overwrite, quiet):
+def train(patches, out, val_patches, task, members, scale, label_min_flux, cutout_size,
+          dihedral, mask_radius, centres, threshold, epochs, batch_size, lr, patience,
+          max_steps_per_epoch, threads, init, device, seed, overwrite, quiet):
     """Train a sky network on simulated PATCHES (with truth): the U-Net source detector or
     a per-source network (--task)."""
     import sys
@@ -232,9 +240,13 @@ def train(patches, out, val_patches, task, members, scale, label_min_flux, mask_
     from astroreco.detectors.sky.neural import SkyNetConfig
     from astroreco.detectors.sky.pipeline import geometry_of
     from astroreco.detectors.sky.train import train as run
+    from astroreco.errors import InputError
     from astroreco.training import OptimConfig, TrainConfig
 
     command = "astroreco sky train " + " ".join(sys.argv[3:])
+    if dihedral and task not in ("extension", "class"):
+        raise InputError(f"--dihedral: for the classifiers (--task extension or class), "
+                         f"not --task {task}")
     if task != "detect":
         from astroreco.detectors.sky.classify import ClassifyConfig, train_classifier
         from astroreco.detectors.sky.refine import RefineConfig, train_refiner
@@ -245,12 +257,17 @@ def train(patches, out, val_patches, task, members, scale, label_min_flux, mask_
                              max_steps_per_epoch=max_steps_per_epoch,
                              optim=OptimConfig(lr=lr))
         if task == "refine":
-            summary = train_refiner(patches, out, cfg=RefineConfig(members=members),
+            summary = train_refiner(patches, out,
+                                    cfg=RefineConfig(members=members, size=cutout_size,
+                                                     min_flux=label_min_flux),
                                     config=config, val_events=val_patches, command=command,
                                     overwrite=overwrite)
         else:
             summary = train_classifier(patches, out, task=task,
-                                       cfg=ClassifyConfig(task=task), config=config,
+                                       cfg=ClassifyConfig(task=task, size=cutout_size,
+                                                          min_flux=label_min_flux,
+                                                          dihedral=dihedral),
+                                       config=config,
                                        val_events=val_patches, command=command,
                                        overwrite=overwrite)
         click.echo(json.dumps(summary, default=str))

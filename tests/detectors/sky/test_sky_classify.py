@@ -12,7 +12,8 @@ from astroreco.detectors.sky.classify import (ClassifyConfig, Classifier, TimeEn
                                               build_classifier, classification_figures,
                                               inverse_frequency_weights, train_classifier)
 from astroreco.detectors.sky.pipeline import read_patches, read_truth, simulate
-from astroreco.detectors.sky.sources import SourceRows, time_cutouts
+from astroreco.detectors.sky.sources import (CUTOUT_VIEWS, SourceRows, cutout_view,
+                                             source_inputs, time_cutouts)
 from astroreco.errors import InputError
 from astroreco.losses import CrossEntropyLoss
 from astroreco.training import OptimConfig, TrainConfig
@@ -103,6 +104,94 @@ def test_class_targets_and_time_cubes(patches):
     assert np.allclose(cls["cube"], np.arcsinh((n_t - b_t) / np.sqrt(b_t + 1)), atol=1e-3)
     with pytest.raises(InputError, match="background"):
         time_cutouts(data.time_counts, [0], [1.0], [1.0], 16, data.background[:, :3])
+
+
+def _views_of_map(counts, background, x, y, size, g):
+    """The inputs of the sources at (x, y) in the map seen in symmetry g (reflected about
+    its own axes, then transposed): what ``cutout_view`` must reproduce from the cut-outs."""
+    h, w = counts.shape[-2:]
+    if g & 1:
+        counts, background, x = counts[..., ::-1], background[..., ::-1], (w - 1) - x
+    if g & 2:
+        counts, background, y = counts[..., ::-1, :], background[..., ::-1, :], (h - 1) - y
+    if g & 4:
+        counts, background = np.swapaxes(counts, -1, -2), np.swapaxes(background, -1, -2)
+        x, y = y, x
+    return source_inputs(np.ascontiguousarray(counts), np.ascontiguousarray(background),
+                         x, y, size)
+
+
+@pytest.mark.parametrize("g", CUTOUT_VIEWS)
+def test_dihedral_views_are_the_cut_outs_of_the_transformed_map(g):
+    rng = np.random.default_rng(g)
+    counts = rng.poisson(3.0, (2, 40, 48)).astype(float)
+    background = rng.uniform(1.0, 4.0, (2, 40, 48))
+    x, y = np.array([20.2, 5.4, 30.0]), np.array([17.7, 30.3, 3.1])   # two near a border
+    inputs = source_inputs(counts, background, x, y, 16)
+    inputs["target"] = np.array([[0.3, -0.2, 1.5], [0.0, 0.4, 2.0], [-0.1, 0.1, 0.5]],
+                                np.float32)
+    view = cutout_view(inputs, g)
+    want = _views_of_map(counts, background, x, y, 16, g)
+    cut = source_inputs(counts, background, x, y, 16)["image"]
+    excess = np.expm1(cut[:, 1:6:3]) - np.expm1(cut[:, 2:6:3])
+    want_aperture = np.arcsinh(excess[..., 1:, 1:].sum((-1, -2)))
+    # the first row and column have their mirror outside the cut-out: blanked in every view
+    assert np.allclose(view["image"][..., 1:, 1:], want["image"][..., 1:, 1:], atol=1e-6)
+    assert not view["image"][..., 0, :].any() and not view["image"][..., :, 0].any()
+    assert np.allclose(view["offset"], want["offset"], atol=1e-6)
+    # the aperture sums lose the blanked row and column, the same in every view
+    assert np.allclose(view["aperture"], want_aperture, atol=1e-4)
+    # a position target moves with the map; the flux column does not
+    t = inputs["target"]
+    dx, dy = t[:, 0] * (-1 if g & 1 else 1), t[:, 1] * (-1 if g & 2 else 1)
+    assert np.allclose(view["target"][:, :2], np.stack([dy, dx] if g & 4 else [dx, dy], 1))
+    assert np.array_equal(view["target"][:, 2], t[:, 2])
+    # the inputs themselves are not touched; a per-source k gives each source its own view
+    assert not np.shares_memory(view["image"], inputs["image"])
+    mixed = cutout_view(inputs, [0, g, 0])
+    assert np.array_equal(mixed["image"][0, :, 1:, 1:], inputs["image"][0, :, 1:, 1:])
+    assert np.array_equal(mixed["image"][1], view["image"][1])
+    with pytest.raises(InputError, match="symmetries 0..7"):
+        cutout_view(inputs, 8)
+
+
+def test_dihedral_training_and_symmetric_prediction(patches, tmp_path):
+    """With ``dihedral`` the training rows come in random views, and the classifier's
+    probabilities are the same for a source in any view of the map."""
+    torch.set_num_threads(1)
+    cfg = ClassifyConfig(task="extension", dihedral=True, **TINY)
+    src = SourceRows(patches / "train.h5", 0, 24, cfg, task="extension")
+    plain = src.load(0, 40)
+    seen = src.load(0, 40, rng=np.random.default_rng(3))
+    # the same jitter drawn again, no view: the augmentation is all that differs
+    src.dihedral = False
+    unturned = src.load(0, 40, rng=np.random.default_rng(3))
+    assert not np.allclose(seen["image"], unturned["image"])
+    assert np.array_equal(seen["target"], plain["target"])
+    # validation rows: the identity view, with the edge blanked as in every training view
+    assert np.array_equal(plain["image"], cutout_view(src.load(0, 40), 0)["image"])
+    assert not plain["image"][..., 0, :].any()
+    assert np.allclose(np.sort(np.abs(seen["offset"]), 1),
+                       np.sort(np.abs(unturned["offset"]), 1))
+    train_classifier(patches / "train.h5", tmp_path / "d", task="extension", cfg=cfg,
+                     config=_config(), val_events=patches / "val.h5")
+    c = Classifier(tmp_path / "d" / "model")
+    assert c.config.dihedral
+    assert "8 symmetric views" in (tmp_path / "d" / "model" / "card.md").read_text()
+    data, truth = read_patches(patches / "val.h5", 0, 1), read_truth(patches / "val.h5", 0, 1)
+    sel = truth["in_patch"] & (truth["patch"] == 0)
+    x, y = truth["x_pix"][sel], truth["y_pix"][sel]
+    p = c.predict(data.counts[0], data.background[0], x, y)
+    h, w = data.counts.shape[-2:]
+    q = c.predict(np.ascontiguousarray(data.counts[0][..., ::-1, :].swapaxes(-1, -2)),
+                  np.ascontiguousarray(data.background[0][..., ::-1, :].swapaxes(-1, -2)),
+                  (h - 1) - y, x)
+    assert p.shape == q.shape and np.allclose(p, q, atol=1e-5)
+    with pytest.raises(InputError, match="dihedral"):
+        ClassifyConfig(dihedral="yes")
+    from astroreco.detectors.sky.refine import RefineConfig
+    with pytest.raises(InputError, match="dihedral: the refine ensemble"):
+        RefineConfig(dihedral=True)
 
 
 def test_time_energy_net_shapes_and_time_spread():

@@ -165,8 +165,9 @@ def test_bad_inputs(patches, trained):
 def test_public_api():
     from astroreco.detectors.sky import refine, sources
 
-    assert set(sources.__all__) == {"CutoutConfig", "FLUX_UNIT", "SOURCE_TASKS", "SourceRows",
-                                    "batch_inputs", "source_inputs", "time_cutouts"}
+    assert set(sources.__all__) == {"CUTOUT_VIEWS", "CutoutConfig", "FLUX_UNIT", "SOURCE_TASKS",
+                                    "SourceRows", "batch_inputs", "cutout_view",
+                                    "source_inputs", "time_cutouts"}
     assert set(refine.__all__) == {"MODEL_KIND", "RefineConfig", "Refiner", "band_fractions",
                                    "build_loss", "build_member", "build_ensemble",
                                    "classical_flux", "refine_card", "refine_figures",

@@ -29,6 +29,12 @@ Two tasks (:data:`TASKS`):
   accuracy 0.694 with both branches, 0.684 with the 2D cut-out alone, 0.657 with the 3D
   cube alone (always "pulsar": 0.536).
 
+With ``dihedral`` (:class:`~astroreco.detectors.sky.sources.CutoutConfig`) a classifier
+is trained on the 8 symmetric views of each cut-out (reflections about the start pixel and
+the transpose, :func:`~astroreco.detectors.sky.sources.cutout_view`; one drawn per source
+and epoch) and its probabilities are averaged over the 8 views, so that they do not depend
+on the orientation of the pixel grid.
+
 Both are trained with a class-weighted cross-entropy (:class:`~astroreco.losses.
 CrossEntropyLoss`); the weights default to the inverse class frequencies of the training
 sources, ``w_c = N / (C n_c)`` capped at :attr:`ClassifyConfig.max_class_weight`, so the
@@ -48,8 +54,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from astroreco.detectors.sky.sources import (FLUX_UNIT, CutoutConfig, SourceRows,
-                                             batch_inputs, time_cutouts)
+from astroreco.detectors.sky.sources import (CUTOUT_VIEWS, FLUX_UNIT, CutoutConfig, SourceRows,
+                                             batch_inputs, cutout_view, time_cutouts)
 from astroreco.errors import InputError
 from astroreco.io.modeldir import LoadedNetwork
 from astroreco.nn.classifiers import CutoutClassifierNet, TimeEnergyConvNet
@@ -178,13 +184,23 @@ def inverse_frequency_weights(labels, n_classes: int, cap: float) -> list:
 # --- prediction ---------------------------------------------------------------------------
 
 @torch.inference_mode()
-def _probabilities(model, inputs: dict, keys, batch_size: int, device) -> np.ndarray:
+def _probabilities(model, inputs: dict, cfg: ClassifyConfig, batch_size: int, device
+                   ) -> np.ndarray:
+    """Softmax probabilities; a model trained with ``cfg.dihedral`` averages them over the
+    8 symmetric views of each cut-out."""
+    keys = _keys(cfg)
     n = len(inputs[keys[0]])
+    views = CUTOUT_VIEWS if cfg.dihedral else (None,)
     out = []
     for s in range(0, n, batch_size):
-        batch = {k: torch.from_numpy(np.ascontiguousarray(inputs[k][s:s + batch_size])
-                                     ).to(device) for k in keys}
-        out.append(torch.softmax(model(batch)["logits"].double(), dim=1).cpu().numpy())
+        part = {k: inputs[k][s:s + batch_size] for k in keys}
+        p = 0.0
+        for g in views:
+            view = part if g is None else cutout_view(part, g)
+            batch = {k: torch.from_numpy(np.ascontiguousarray(view[k])).to(device)
+                     for k in keys}
+            p = p + torch.softmax(model(batch)["logits"].double(), dim=1).cpu().numpy()
+        out.append(p / len(views))
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -243,7 +259,7 @@ class Classifier(LoadedNetwork):
                 raise InputError(f"time_counts: expected (n, T, {cfg.n_energy}, H, W), got "
                                  f"shape {tc.shape}")
             inputs["cube"] = time_cutouts(tc, patch, x, y, cfg.size, background)
-        return _probabilities(self.model, inputs, _keys(cfg), self.batch_size, self.device)
+        return _probabilities(self.model, inputs, cfg, self.batch_size, self.device)
 
     def source_probabilities(self, events, start_patch: int = 0,
                              stop_patch: int | None = None) -> dict:
@@ -280,7 +296,7 @@ def _source_probabilities(model, src: SourceRows, cfg: ClassifyConfig, batch_siz
     probs, labels = [], []
     for a in range(0, src.n_events, chunk):
         inputs = src.load(a, min(a + chunk, src.n_events))
-        probs.append(_probabilities(model, inputs, _keys(cfg), batch_size, device))
+        probs.append(_probabilities(model, inputs, cfg, batch_size, device))
         labels.append(inputs["target"])
     return np.concatenate(probs), np.concatenate(labels)
 
@@ -447,6 +463,9 @@ def classifier_card(model_config: dict, history=(), train_counts=(), figures=Non
              f"- {net['size']} x {net['size']} pixel cut-outs around the detected position "
              f"(truth + {net['jitter_pix']} pixel Gaussian jitter in training); sources in "
              f"the map with S(1-100 GeV) >= {net['min_flux']:.3g} ph cm^-2 s^-1",
+             *(["- trained on the 8 symmetric views of the cut-outs (reflections about the "
+                "start pixel, transpose; one drawn per source and epoch); the probabilities "
+                "are averaged over the 8 views"] if net.get("dihedral") else []),
              f"- class-weighted cross-entropy, weights {net['class_weights']} "
              f"(training sources per class {list(train_counts)})", "",
              "## Training", "",

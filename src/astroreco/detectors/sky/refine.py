@@ -113,6 +113,9 @@ class RefineConfig(CutoutConfig):
                              f"got {self.size}")
         if len(self.widths) != 3 or min(self.widths) < 1:
             raise InputError(f"widths: expected 3 positive integers, got {self.widths}")
+        if self.dihedral:
+            raise InputError("dihedral: the refine ensemble does not average its positions "
+                             "and fluxes over the cut-out's views; only the classifiers do")
 
 
 def build_member(cfg: RefineConfig) -> torch.nn.Module:

@@ -48,8 +48,8 @@ import numpy as np
 from astroreco.detectors.sky.cutouts import cutouts
 from astroreco.errors import InputError
 
-__all__ = ["CutoutConfig", "FLUX_UNIT", "SOURCE_TASKS", "SourceRows", "batch_inputs",
-           "source_inputs", "time_cutouts"]
+__all__ = ["CutoutConfig", "CUTOUT_VIEWS", "FLUX_UNIT", "SOURCE_TASKS", "SourceRows",
+           "batch_inputs", "cutout_view", "source_inputs", "time_cutouts"]
 
 #: unit of the flux target: ``log10(S / FLUX_UNIT)`` (ph cm^-2 s^-1)
 FLUX_UNIT = 1e-10
@@ -73,6 +73,12 @@ class CutoutConfig:
         default 1e-10 keeps the ones a detector can find (see PHYSICS.md, sky).
     jitter_seed : int
         Seed of the fixed validation jitter.
+    dihedral : bool
+        Augment in training with the 8 symmetries of the square pixel grid
+        (:func:`cutout_view`: reflections about the start pixel and the transpose), one drawn
+        per source and epoch; a classifier then also averages its probabilities over the
+        8 views when it predicts.  The sky has no preferred orientation on the scale of a
+        cut-out, so an extension or class is the same in every view.
     """
 
     size: int = 16
@@ -80,6 +86,7 @@ class CutoutConfig:
     min_flux: float = 1e-10
     max_flux: float = float("inf")
     jitter_seed: int = 12345
+    dihedral: bool = False
 
     def __post_init__(self):
         if self.max_flux is None:   # JSON has no infinity
@@ -87,6 +94,9 @@ class CutoutConfig:
         if isinstance(self.size, bool) or int(self.size) != self.size or self.size < 4:
             raise InputError(f"size: expected an integer >= 4, got {self.size!r}")
         self.size = int(self.size)
+        if not isinstance(self.dihedral, (bool, np.bool_)):
+            raise InputError(f"dihedral: expected true or false, got {self.dihedral!r}")
+        self.dihedral = bool(self.dihedral)
         if not (np.isfinite(self.jitter_pix) and self.jitter_pix >= 0):
             raise InputError(f"jitter_pix: expected a finite value >= 0, got {self.jitter_pix}")
         if not (self.min_flux >= 0 and self.max_flux > self.min_flux):
@@ -110,6 +120,72 @@ class CutoutConfig:
         if d.get("max_flux", 0.0) is None:
             d["max_flux"] = float("inf")
         return cls(**d)
+
+
+#: the 8 symmetries of the square grid: bit 0 reflects x (columns), bit 1 reflects y (rows),
+#: bit 2 then swaps x and y
+CUTOUT_VIEWS = tuple(range(8))
+
+
+def _reflect(a: np.ndarray, axis: int) -> np.ndarray:
+    # index i -> S - i (mod S): the reflection about the start pixel S // 2
+    return np.roll(np.flip(a, axis), 1, axis)
+
+
+def cutout_view(inputs: dict, k) -> dict:
+    """The inputs of :func:`source_inputs` (and ``cube``, a ``refine`` target's ``(dx,
+    dy)``) seen in symmetry ``k`` of :data:`CUTOUT_VIEWS`, one per source (an int: all).
+
+    The cut-outs are reflected about the start pixel (``size // 2``), so the start stays
+    where the network expects it; the sub-pixel ``offset`` and a position target change
+    sign or swap with the axes.  The first row and column of a cut-out have no mirror
+    inside it: every view, the identity (``k = 0``) too, has them set to 0 and the
+    ``aperture`` sums lose their excess, so that the 8 views are exactly those of the map.
+    """
+    n = len(inputs["offset"])
+    k = np.broadcast_to(np.asarray(k, np.int64), (n,))
+    if np.any((k < 0) | (k > 7)):
+        raise InputError(f"k: expected symmetries 0..7, got {np.unique(k)}")
+    out = {key: np.array(value, copy=True) for key, value in inputs.items()}
+    if "aperture" in out:
+        # the excess N - B on the first row and column, from the log(1 + N), log(1 + B)
+        # channels of each energy bin (source_inputs)
+        img = out["image"]
+        edge = np.concatenate([img[:, :-1, 0, :], img[:, :-1, 1:, 0]], axis=-1)
+        e = out["aperture"].shape[1]
+        excess = (np.expm1(edge[:, 1:3 * e:3].astype(np.float64))
+                  - np.expm1(edge[:, 2:3 * e:3].astype(np.float64))).sum(-1)
+        out["aperture"] = np.arcsinh(np.sinh(out["aperture"].astype(np.float64))
+                                     - excess).astype(inputs["aperture"].dtype)
+    vectors = [key for key in ("offset", "target") if key in out and out[key].ndim == 2
+               and out[key].shape[1] >= 2 and out[key].dtype.kind == "f"]
+    for g in np.unique(k):
+        idx = np.flatnonzero(k == g)
+        for key in ("image", "cube"):
+            if key not in out:
+                continue
+            a = out[key][idx]
+            if g & 1:
+                a = _reflect(a, -1)
+            if g & 2:
+                a = _reflect(a, -2)
+            if g & 4:
+                a = np.swapaxes(a, -1, -2)
+            out[key][idx] = a
+        for key in ("image", "cube"):
+            if key in out:
+                out[key][..., 0, :] = 0.0
+                out[key][..., :, 0] = 0.0
+        for key in vectors:
+            v = out[key][idx, :2]
+            if g & 1:
+                v[:, 0] = -v[:, 0]
+            if g & 2:
+                v[:, 1] = -v[:, 1]
+            if g & 4:
+                v = v[:, ::-1]
+            out[key][idx, :2] = v
+    return out
 
 
 def _check_cube(name, a, ndim) -> np.ndarray:
@@ -250,6 +326,7 @@ class SourceRows:
         self.path, self.start_patch, self.stop_patch = str(path), int(start_patch), \
             int(stop_patch)
         self.size, self.jitter_pix, self.task = int(cfg.size), float(cfg.jitter_pix), task
+        self.dihedral = bool(getattr(cfg, "dihedral", False))
         self.patch = patch[keep]
         self.x_pix, self.y_pix = x[keep], y[keep]
         self.log_flux = np.log10(flux[keep] / FLUX_UNIT)
@@ -277,7 +354,9 @@ class SourceRows:
     def load(self, start: int, stop: int, rows: np.ndarray | None = None,
              rng: np.random.Generator | None = None) -> dict:
         """Inputs and ``target`` of sources ``start + rows`` (all of ``[start, stop)`` when
-        ``rows`` is None); a fresh jitter from ``rng`` when given."""
+        ``rows`` is None); a fresh jitter from ``rng`` when given, and then, with
+        ``cfg.dihedral``, a random symmetry (:func:`cutout_view`) per source (without
+        ``rng``: the identity view)."""
         from astroreco.detectors.sky.pipeline import read_patches
 
         if not (0 <= start < stop <= self.n_events):
@@ -301,6 +380,9 @@ class SourceRows:
             inputs["target"] = self.ext_class[idx].copy()
         else:
             inputs["target"] = self.cls[idx].copy()
+        if self.dihedral:   # validation: the identity view, its edge blanked as in training
+            inputs = cutout_view(inputs, 0 if rng is None else
+                                 rng.integers(0, len(CUTOUT_VIEWS), idx.size))
         return inputs
 
 
