@@ -269,9 +269,12 @@ def targets(result: dict, speed: dict) -> dict:
         "pass": None}
     rows["flux_log10_pull_std"] = {"value": (fl.get("log_pulls") or {}).get("std"),
                                    "target": "(reported)", "pass": None}
-    rows["point_extended_accuracy"] = {"value": acc, "target": ">= 0.95",
-                                       "pass": acc is not None and acc >= 0.95,
-                                       "on": "the detections of the Fermi-like test patches"}
+    # no Fermi-like extension classifier is shipped (there the extended sources are few and
+    # smaller than the PSF): the issue's >= 0.95 is judged on the CTA-like patches
+    # (point_extended_accuracy_cta); this row reports a Fermi-like one when it is given
+    rows["point_extended_accuracy_fermi"] = {
+        "value": acc, "target": "(reported; the target: point_extended_accuracy_cta)",
+        "pass": None, "on": "the detections of the Fermi-like test patches (--extension)"}
     return {"method": best, **rows}
 
 
@@ -300,6 +303,8 @@ def main(argv=None):
                     help="classifiers: only the per-source classifiers' part (their own test "
                          "patches), without the detection benchmark")
     args = ap.parse_args(argv)
+    if args.only == "classifiers" and args.write_card:
+        ap.error("--write-card writes the detector's card: run the whole benchmark")
     from astroreco.detectors.sky.neural import default_extension_dir, default_refiner_dir
 
     args.refiner = args.refiner or str(default_refiner_dir())

@@ -34,9 +34,10 @@ def test_train_detect_with_per_source_networks(patches, tmp_path):
     assert len(s["members"]) == 1
     s = _last_json(run(["sky", "train", p, "-o", tmp_path / "ext", "--task", "extension",
                         "--dihedral", "--cutout-size", 20, "--label-min-flux", 2e-10,
-                        *common]))
+                        "--class-weights", "1,2,3", *common]))
     net = json.loads((tmp_path / "ext" / "model" / "config.json").read_text())["network"]
     assert net["dihedral"] and net["size"] == 20 and net["min_flux"] == 2e-10
+    assert net["class_weights"] == [1.0, 2.0, 3.0]
     det = tmp_path / "det" / "model"
     s = _last_json(run(["sky", "detect-patches", p, "--method", "nn", "--model", det,
                         "--refiner", tmp_path / "ref" / "model", "--extension-model",
@@ -62,3 +63,9 @@ def test_train_bad_input(patches, tmp_path):
     assert_user_error(run(["sky", "train", patches / "p.h5", "-o", tmp_path / "r", "--task",
                            "extension", "--cutout-size", 18, "--epochs", 1, "-q"], ok=False),
                       "size")
+    assert_user_error(run(["sky", "train", patches / "p.h5", "-o", tmp_path / "r",
+                           "--cutout-size", 32, "--epochs", 1, "-q"], ok=False), "--cutout-size")
+    for weights, what in (("1,x,1", "comma-separated numbers"), ("1,1", "class_weights")):
+        assert_user_error(run(["sky", "train", patches / "p.h5", "-o", tmp_path / "r",
+                               "--task", "extension", "--class-weights", weights, "--epochs",
+                               1, "-q"], ok=False), what)

@@ -204,10 +204,13 @@ def calibrate_flux_errors_cmd(refiner_dir, patches, model, background_model, n_b
                    "31M (16, 64, 4), a GPU job.")
 @click.option("--label-min-flux", type=float, default=1e-10, show_default=True,
               help="Sources fainter than this S(1-100 GeV) (ph cm-2 s-1) are not labelled "
-                   "(per-source tasks: not used).")
-@click.option("--cutout-size", type=int, default=16, show_default=True,
-              help="Per-source tasks: cut-out width in pixels (the shipped CTA-like "
-                   "extension classifier: 32).")
+                   "(per-source tasks: not trained on).")
+@click.option("--cutout-size", type=int, default=None,
+              help="Per-source tasks: cut-out width in pixels [16; the shipped CTA-like "
+                   "extension classifier: 32].")
+@click.option("--class-weights", default=None,
+              help="extension, class: cross-entropy weight per class, comma-separated "
+                   "(e.g. 1,1,1) [inverse class frequencies of the training sources].")
 @click.option("--dihedral", is_flag=True,
               help="extension, class: train on the 8 symmetric views of the cut-outs (one "
                    "drawn per source and epoch) and average the probabilities over them "
@@ -231,8 +234,8 @@ def calibrate_flux_errors_cmd(refiner_dir, patches, model, background_model, n_b
 @overwrite_option()
 @quiet_option()
 def train(patches, out, val_patches, task, members, scale, label_min_flux, cutout_size,
-          dihedral, mask_radius, centres, threshold, epochs, batch_size, lr, patience,
-          max_steps_per_epoch, threads, init, device, seed, overwrite, quiet):
+          class_weights, dihedral, mask_radius, centres, threshold, epochs, batch_size, lr,
+          patience, max_steps_per_epoch, threads, init, device, seed, overwrite, quiet):
     """Train a sky network on simulated PATCHES (with truth): the U-Net source detector or
     a per-source network (--task)."""
     import sys
@@ -244,9 +247,21 @@ def train(patches, out, val_patches, task, members, scale, label_min_flux, cutou
     from astroreco.training import OptimConfig, TrainConfig
 
     command = "astroreco sky train " + " ".join(sys.argv[3:])
-    if dihedral and task not in ("extension", "class"):
-        raise InputError(f"--dihedral: for the classifiers (--task extension or class), "
-                         f"not --task {task}")
+    for flag, given in (("--dihedral", dihedral), ("--class-weights", class_weights)):
+        if given and task not in ("extension", "class"):
+            raise InputError(f"{flag}: for the classifiers (--task extension or class), "
+                             f"not --task {task}")
+    if cutout_size is not None and task == "detect":
+        raise InputError("--cutout-size: for the per-source tasks (--task refine, extension "
+                         "or class); the detector sees whole patches")
+    cutout_size = 16 if cutout_size is None else cutout_size
+    weights = None
+    if class_weights is not None:
+        try:
+            weights = [float(w) for w in str(class_weights).split(",")]
+        except ValueError:
+            raise InputError(f"--class-weights {class_weights!r}: expected comma-separated "
+                             f"numbers") from None
     if task != "detect":
         from astroreco.detectors.sky.classify import ClassifyConfig, train_classifier
         from astroreco.detectors.sky.refine import RefineConfig, train_refiner
@@ -266,7 +281,8 @@ def train(patches, out, val_patches, task, members, scale, label_min_flux, cutou
             summary = train_classifier(patches, out, task=task,
                                        cfg=ClassifyConfig(task=task, size=cutout_size,
                                                           min_flux=label_min_flux,
-                                                          dihedral=dihedral),
+                                                          dihedral=dihedral,
+                                                          class_weights=weights),
                                        config=config,
                                        val_events=val_patches, command=command,
                                        overwrite=overwrite)

@@ -153,6 +153,12 @@ def test_dihedral_views_are_the_cut_outs_of_the_transformed_map(g):
     assert np.array_equal(mixed["image"][1], view["image"][1])
     with pytest.raises(InputError, match="symmetries 0..7"):
         cutout_view(inputs, 8)
+    with pytest.raises(InputError, match="one per source"):
+        cutout_view(inputs, [0, 1])
+    with pytest.raises(InputError, match="one per source"):
+        cutout_view(inputs, 1.7)
+    with pytest.raises(InputError, match="even cut-out size"):
+        cutout_view(source_inputs(counts, background, x, y, 15), g)
 
 
 def test_dihedral_training_and_symmetric_prediction(patches, tmp_path):
@@ -166,7 +172,11 @@ def test_dihedral_training_and_symmetric_prediction(patches, tmp_path):
     # the same jitter drawn again, no view: the augmentation is all that differs
     src.dihedral = False
     unturned = src.load(0, 40, rng=np.random.default_rng(3))
-    assert not np.allclose(seen["image"], unturned["image"])
+    # each row is one of the 8 views of the same cut-out, and more than one view is drawn
+    views = np.stack([cutout_view(unturned, g)["image"] for g in CUTOUT_VIEWS])
+    drawn = [[g for g in CUTOUT_VIEWS if np.array_equal(views[g, i], seen["image"][i])]
+             for i in range(40)]
+    assert all(drawn) and len({d[0] for d in drawn}) > 2
     assert np.array_equal(seen["target"], plain["target"])
     # validation rows: the identity view, with the edge blanked as in every training view
     assert np.array_equal(plain["image"], cutout_view(src.load(0, 40), 0)["image"])
@@ -187,6 +197,13 @@ def test_dihedral_training_and_symmetric_prediction(patches, tmp_path):
                   np.ascontiguousarray(data.background[0][..., ::-1, :].swapaxes(-1, -2)),
                   (h - 1) - y, x)
     assert p.shape == q.shape and np.allclose(p, q, atol=1e-5)
+    # the class network on the time cubes alone: the views still correct the aperture sums
+    cfg = ClassifyConfig(task="class", n_time_bins=4, branches=("cube",), dihedral=True, **TINY)
+    train_classifier(patches / "train.h5", tmp_path / "c", task="class", cfg=cfg,
+                     config=_config(), val_events=patches / "val.h5")
+    p = Classifier(tmp_path / "c" / "model").predict(data.counts[0], data.background[0], x, y,
+                                                     data.time_counts[0])
+    assert p.shape == (x.size, 2) and np.allclose(p.sum(1), 1.0)
     with pytest.raises(InputError, match="dihedral"):
         ClassifyConfig(dihedral="yes")
     from astroreco.detectors.sky.refine import RefineConfig

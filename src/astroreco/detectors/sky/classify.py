@@ -193,7 +193,8 @@ def _probabilities(model, inputs: dict, cfg: ClassifyConfig, batch_size: int, de
     views = CUTOUT_VIEWS if cfg.dihedral else (None,)
     out = []
     for s in range(0, n, batch_size):
-        part = {k: inputs[k][s:s + batch_size] for k in keys}
+        # every input, not only the model's: a view corrects the aperture sums from the image
+        part = {k: v[s:s + batch_size] for k, v in inputs.items() if k != "target"}
         p = 0.0
         for g in views:
             view = part if g is None else cutout_view(part, g)

@@ -142,8 +142,17 @@ def cutout_view(inputs: dict, k) -> dict:
     inside it: every view, the identity (``k = 0``) too, has them set to 0 and the
     ``aperture`` sums lose their excess, so that the 8 views are exactly those of the map.
     """
-    n = len(inputs["offset"])
-    k = np.broadcast_to(np.asarray(k, np.int64), (n,))
+    if "image" not in inputs:
+        raise InputError("inputs: expected the 'image' cut-outs of source_inputs")
+    n, size = inputs["image"].shape[0], inputs["image"].shape[-1]
+    if size % 2:
+        raise InputError(f"image: the views reflect about the start pixel size // 2, which "
+                         f"needs an even cut-out size, got {size}")
+    k_in = np.asarray(k)
+    if k_in.dtype.kind not in "iu" or k_in.ndim > 1 or (k_in.ndim == 1 and k_in.size != n):
+        raise InputError(f"k: expected an integer or {n} integers (one per source), got "
+                         f"{k_in.dtype} of shape {k_in.shape}")
+    k = np.broadcast_to(k_in.astype(np.int64), (n,))
     if np.any((k < 0) | (k > 7)):
         raise InputError(f"k: expected symmetries 0..7, got {np.unique(k)}")
     out = {key: np.array(value, copy=True) for key, value in inputs.items()}
