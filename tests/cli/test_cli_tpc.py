@@ -92,3 +92,17 @@ def test_arrows_tutorial_runs_end_to_end(tmp_path):
                            "-q"], ok=False), "events for the kappa calibration")
     assert_user_error(run(["tpc", "calibrate", tmp_path / "arrows" / "rcn" / "model", test[0],
                            "-q"], ok=False), "RCN")
+
+
+def test_train_with_subvoxel_channels(tmp_path):
+    ev = tmp_path / "ev.h5"
+    run(["tpc", "simulate", "-o", ev, "-n", 24, "--energy", "40", "--seed", 5, "-q"])
+    out = run(["tpc", "train", ev, "-o", tmp_path / "run", "--subvoxels", "--epochs", 1,
+               "--batch-size", 8, "--max-steps-per-epoch", 2, "--val-fraction", 0.25,
+               "--backend", "torch", "-q"]).output
+    s = json.loads(out.strip().splitlines()[-1])  # (lightning's log lines come before)
+    assert s["epochs"] == 1
+    net = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["network"]
+    assert net["subvoxels"] is True and net["voxel_group"] == 2
+    assert_user_error(run(["tpc", "train", ev, "-o", tmp_path / "r2", "--subvoxels",
+                           "--scale", "paper", "-q"], ok=False), "--subvoxels")

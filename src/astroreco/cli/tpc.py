@@ -61,6 +61,10 @@ def simulate(out, n_events, energy, sigma, chunk_size, seed, overwrite, quiet):
               help="Processes (CPU) or GPUs; > 1 trains with DDP.")
 @click.option("--backend", type=click.Choice(["auto", "spconv", "torch"]), default="auto",
               show_default=True, help="Sparse convolution backend (same weights).")
+@click.option("--subvoxels", is_flag=True,
+              help="cpu scale: each 1 mm voxel keeps its 8 voxels of 500 um as input "
+                   "channels instead of their sum (with --init from a model on summed "
+                   "voxels, its first convolution is copied to each channel).")
 @click.option("--init", "init", type=click.Path(), default=None,
               help="Start from this trained TPC model directory (same network).")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from its last epoch.")
@@ -69,22 +73,28 @@ def simulate(out, n_events, energy, sigma, chunk_size, seed, overwrite, quiet):
 @overwrite_option()
 @quiet_option()
 def train(events, out, architecture, scale, val_events, val_fraction, epochs, batch_size, lr,
-          patience, max_steps_per_epoch, devices, backend, init, resume, device, seed,
-          overwrite, quiet):
+          patience, max_steps_per_epoch, devices, backend, subvoxels, init, resume, device,
+          seed, overwrite, quiet):
     """Train a sparse 3D network on simulated EVENTS (recoils or arrows, with truth)."""
     import sys
 
     from astroreco.detectors.tpc.neural import TpcNetConfig
     from astroreco.detectors.tpc.train import train as run
+    from astroreco.errors import InputError
     from astroreco.io.modeldir import read_model_config
     from astroreco.training import OptimConfig, TrainConfig
 
+    extra = {"subvoxels": True} if subvoxels else {}
+    if subvoxels and scale == "paper":
+        raise InputError("--subvoxels: for --scale cpu (the paper's network sees the 500 um "
+                         "voxels themselves)")
     if init is not None:
-        net = TpcNetConfig(**{**read_model_config(init, "tpc")["network"], "backend": backend})
+        net = TpcNetConfig(**{**read_model_config(init, "tpc")["network"], "backend": backend,
+                              **extra})
     elif scale == "paper":
         net = TpcNetConfig.paper(architecture, backend=backend)
     else:
-        net = TpcNetConfig.cpu(architecture, backend=backend)
+        net = TpcNetConfig.cpu(architecture, backend=backend, **extra)
     paper = scale == "paper"
     optim = OptimConfig(lr=lr or (1e-4 if paper else 1e-3),
                         **({"betas": (0.94, 0.999), "eps": 1e-7, "schedule": "constant",

@@ -44,6 +44,51 @@ def test_group_voxels_sums_charge_per_block():
     assert np.array_equal(same[1], coords)
 
 
+def test_subvoxel_channels_hold_each_voxel_of_a_block():
+    rng = np.random.default_rng(4)
+    offsets, coords, values = _events(rng)
+    o2, c2, v2 = group_voxels(offsets, coords, values, 2, channels=True)
+    o1, c1, v1 = group_voxels(offsets, coords, values, 2)
+    assert v2.shape == (len(c1), 8) and np.array_equal(o1, o2) and np.array_equal(c1, c2)
+    assert np.allclose(v2.sum(1), v1, rtol=1e-5)
+    for k in range(len(offsets) - 1):
+        lo = o2[k]
+        where = {tuple(c): i for i, c in enumerate(c2[lo:o2[k + 1]], lo)}
+        for c, v in zip(coords[offsets[k]:offsets[k + 1]], values[offsets[k]:offsets[k + 1]]):
+            a, b, d = c % 2
+            assert v2[where[tuple(c // 2)], (a * 2 + b) * 2 + d] == pytest.approx(v)
+    # every voxel lands in one channel: as many non-zero channels as voxels
+    assert np.count_nonzero(v2) == len(values)
+
+
+@pytest.mark.parametrize("symmetry", [0, 7, 22, 45])
+def test_subvoxel_inputs_are_the_inputs_of_the_transformed_event(symmetry):
+    """A symmetry applied to the inputs equals the inputs of the event transformed on the
+    120^3 grid: the channels move with the voxels inside each block."""
+    rng = np.random.default_rng(5)
+    offsets, coords, values = _events(rng)
+    cfg = TpcNetConfig(subvoxels=True)
+    x = network_inputs(offsets, coords, values, cfg, symmetry=symmetry)
+    event = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    moved = apply_symmetry(coords, event, np.full(len(offsets) - 1, symmetry), GRID_SIZE)
+    # sorted per event as a fresh event file's voxels are
+    order = np.lexsort((moved[:, 2], moved[:, 1], moved[:, 0], event))
+    y = network_inputs(offsets, moved[order], values[order], cfg)
+    assert x["values"].shape[-1] == 8
+    for k in range(len(offsets) - 1):
+        n = x["n_voxels"][k]
+        got = {tuple(c): tuple(v) for c, v in zip(x["coords"][k, :n], x["values"][k, :n])}
+        want = {tuple(c): tuple(v) for c, v in zip(y["coords"][k, :n], y["values"][k, :n])}
+        assert got == want
+    # summed over the channels, the same as the plain grouped inputs under the symmetry
+    plain = network_inputs(offsets, coords, values, TpcNetConfig(), symmetry=symmetry)
+    for k in range(len(offsets) - 1):
+        n = plain["n_voxels"][k]
+        a = {tuple(c): v for c, v in zip(plain["coords"][k, :n], plain["values"][k, :n])}
+        b = {tuple(c): v.sum() for c, v in zip(x["coords"][k, :n], x["values"][k, :n])}
+        assert a.keys() == b.keys() and all(a[c] == pytest.approx(b[c]) for c in a)
+
+
 @pytest.mark.parametrize("grid", [120, 60])
 def test_symmetries_act_on_voxels_as_on_directions(grid):
     """c' - centre = M (c - centre) for every cube symmetry, centre = (grid - 1) / 2."""
@@ -81,6 +126,7 @@ def test_network_inputs_pad_and_scale():
 @pytest.mark.parametrize("kw, match", [
     ({"architecture": "cnn"}, "architecture"), ({"voxel_group": 7}, "voxel_group"),
     ({"charge_scale": 0}, "charge_scale"), ({"tta": 3}, "tta"), ({"backend": "cuda"}, "backend"),
+    ({"subvoxels": True, "voxel_group": 1}, "subvoxels"), ({"subvoxels": "yes"}, "subvoxels"),
 ])
 def test_config_errors_are_one_line(kw, match):
     with pytest.raises(InputError, match=match) as err:
@@ -91,7 +137,7 @@ def test_config_errors_are_one_line(kw, match):
 def test_config_round_trips_through_json():
     import json
 
-    for cfg in (TpcNetConfig(), TpcNetConfig.paper("rcn")):
+    for cfg in (TpcNetConfig(), TpcNetConfig.paper("rcn"), TpcNetConfig(subvoxels=True)):
         again = TpcNetConfig(**json.loads(json.dumps(cfg.to_dict())))
         assert again == cfg
     assert TpcNetConfig.paper().grid == 120 and TpcNetConfig().grid == 60

@@ -19,7 +19,10 @@ the detector-agnostic pieces of :mod:`astroreco.nn` (sparse 3D convolutions, hea
 
 Input: the voxels of a track, optionally grouped ``g x g x g`` (electrons summed) onto a
 coarser ``(120 / g)^3`` grid -- the CPU-scale configuration uses ``g = 2`` -- as padded
-arrays (``coords``, ``values`` in units of ``charge_scale`` electrons, ``n_voxels``).
+arrays (``coords``, ``values`` in units of ``charge_scale`` electrons, ``n_voxels``).  With
+``subvoxels`` a grouped voxel keeps the charges of its ``g^3`` voxels as channels instead of
+their sum (space to depth): the network runs on the coarse grid at its cost but sees the
+500 um structure that sets where a track starts.
 Augmentation and test-time averaging use the 48 symmetries of the cube (axis permutations
 and reflections about the grid centre, where every track's centre of charge sits), which
 map the grid onto itself exactly and the direction by the same signed permutation.
@@ -89,6 +92,10 @@ class TpcNetConfig:
     kappa_scale : float
         Factor applied to the predicted ``kappa`` at inference (temperature scaling); 1 = as
         trained.  Models calibrated before ``kappa_calibration`` existed carry it.
+    subvoxels : bool
+        With ``voxel_group > 1``: each grouped voxel carries the charges of its
+        ``voxel_group^3`` voxels as input channels (see :func:`group_voxels`) instead of their
+        sum.
     kappa_calibration : dict, optional
         Map of the predicted ``kappa`` fitted on validation events after training
         (:func:`~astroreco.detectors.tpc.calibrate.calibrate_kappa`): a learned map
@@ -109,6 +116,7 @@ class TpcNetConfig:
     tta: int = 1
     kappa_scale: float = 1.0
     kappa_calibration: dict | None = None
+    subvoxels: bool = False
 
     def __post_init__(self):
         self.layers = _layers(self.layers)
@@ -120,6 +128,11 @@ class TpcNetConfig:
         if self.voxel_group < 1 or GRID_SIZE % self.voxel_group:
             raise InputError(f"voxel_group {self.voxel_group}: expected a divisor of "
                              f"{GRID_SIZE} (1, 2, 3, 4, ...)")
+        if not isinstance(self.subvoxels, bool):
+            raise InputError(f"subvoxels {self.subvoxels!r}: expected true or false")
+        if self.subvoxels and self.voxel_group == 1:
+            raise InputError("subvoxels: expected voxel_group > 1 (the voxels of a group "
+                             "become its channels)")
         if not self.charge_scale > 0:
             raise InputError(f"charge_scale {self.charge_scale}: expected > 0")
         if len(self.branch) < 1:
@@ -137,6 +150,10 @@ class TpcNetConfig:
     @property
     def grid(self) -> int:
         return GRID_SIZE // self.voxel_group
+
+    @property
+    def in_channels(self) -> int:
+        return self.voxel_group ** 3 if self.subvoxels else 1
 
     @classmethod
     def paper(cls, architecture: str = "hcn", **kw) -> "TpcNetConfig":
@@ -163,7 +180,7 @@ def build_model(cfg: TpcNetConfig) -> torch.nn.Module:
     from astroreco.nn.sparse import SparseBackbone3d
 
     g = cfg.grid
-    backbone = SparseBackbone3d(cfg.layers, in_channels=1, spatial_shape=(g, g, g),
+    backbone = SparseBackbone3d(cfg.layers, in_channels=cfg.in_channels, spatial_shape=(g, g, g),
                                 backend=cfg.backend)
     trunk = heads.mlp(backbone.n_features, cfg.trunk, ("relu",) * len(cfg.trunk))
     n = trunk.n_features
@@ -197,22 +214,31 @@ def build_loss(cfg: TpcNetConfig) -> torch.nn.Module:
 # Inputs: grouping, symmetries, padding
 # --------------------------------------------------------------------------------------------
 
-def group_voxels(offsets, coords, values, group: int):
+def group_voxels(offsets, coords, values, group: int, *, channels: bool = False):
     """Sum voxels into ``group^3`` blocks: ``(offsets, coords, values)`` of the coarse grid.
 
-    Events keep their order; within an event the coarse voxels are sorted by index.
+    Events keep their order; within an event the coarse voxels are sorted by index.  With
+    ``channels`` the block's voxels are not summed: ``values`` is ``(n_coarse, group^3)``,
+    the voxel at offset ``(a, b, c)`` inside its block in channel ``(a * group + b) * group
+    + c`` (0 where the block has no such voxel).
     """
     offsets = np.asarray(offsets, np.int64)
     coords = np.asarray(coords, np.int64)
     values = np.asarray(values, np.float32)
     if group == 1:
-        return offsets, coords, values
+        return offsets, coords, values[:, None] if channels else values
     g = GRID_SIZE // group
     event = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     c = coords // group
     key = ((event * g + c[:, 0]) * g + c[:, 1]) * g + c[:, 2]
     uniq, inverse = np.unique(key, return_inverse=True)
-    summed = np.bincount(inverse, weights=values, minlength=uniq.size).astype(np.float32)
+    if channels:
+        sub = coords % group
+        summed = np.zeros((uniq.size, group ** 3), np.float32)
+        # (the voxels of an event are distinct, so no two land on one channel of a block)
+        summed[inverse, (sub[:, 0] * group + sub[:, 1]) * group + sub[:, 2]] = values
+    else:
+        summed = np.bincount(inverse, weights=values, minlength=uniq.size).astype(np.float32)
     ev = uniq // g ** 3
     rest = uniq % g ** 3
     new_coords = np.stack([rest // (g * g), rest // g % g, rest % g], axis=1)
@@ -253,11 +279,20 @@ def network_inputs(offsets, coords, values, cfg: TpcNetConfig, *, symmetry=None,
     """Padded network inputs ``coords (N, V, 3) int16``, ``values (N, V) f4``,
     ``n_voxels (N,) i4`` of voxel events (500 um grid indices and electrons).
 
-    ``symmetry`` (int or ``(N,)``) applies cube symmetries (after grouping); ``pad_to`` fixes
-    ``V`` (at least the largest grouped event).
+    ``symmetry`` (int or ``(N,)``) applies cube symmetries (after grouping; with
+    ``cfg.subvoxels`` before it, on the 120^3 grid, so that the channels move with the
+    voxels); ``pad_to`` fixes ``V`` (at least the largest grouped event).  With
+    ``cfg.subvoxels``, ``values`` is ``(N, V, voxel_group^3)``.
     """
-    offsets, coords, values = group_voxels(offsets, coords, values, cfg.voxel_group)
+    offsets = np.asarray(offsets, np.int64)
     n = len(offsets) - 1
+    if symmetry is not None and cfg.subvoxels:
+        fine = np.repeat(np.arange(n), np.diff(offsets))
+        coords = apply_symmetry(np.asarray(coords, np.int64), fine,
+                                np.broadcast_to(symmetry, (n,)), GRID_SIZE)
+        symmetry = None
+    offsets, coords, values = group_voxels(offsets, coords, values, cfg.voxel_group,
+                                           channels=cfg.subvoxels)
     sizes = np.diff(offsets)
     event = np.repeat(np.arange(n), sizes)
     if symmetry is not None:
@@ -269,7 +304,7 @@ def network_inputs(offsets, coords, values, cfg: TpcNetConfig, *, symmetry=None,
         v = int(pad_to)
     slot = np.arange(len(coords)) - np.repeat(offsets[:-1], sizes)
     c = np.zeros((n, v, 3), np.int16)
-    q = np.zeros((n, v), np.float32)
+    q = np.zeros((n, v) + values.shape[1:], np.float32)
     c[event, slot] = coords
     q[event, slot] = values / cfg.charge_scale
     return {"coords": c, "values": q, "n_voxels": sizes.astype(np.int32)}

@@ -101,13 +101,35 @@ def train(events, out, *, net: TpcNetConfig | None = None, config=None,
         val_events=val_events, val_fraction=val_fraction)
     model = build_model(net)
     if init is not None:
-        from astroreco.io.modeldir import load_model_dir, load_state
-
-        load_state(model, load_model_dir(init, detector="tpc")[0], init)
+        _load_init(model, net, init)
     return train_and_save(model, build_loss(net), train_src, val_src, out, config=config,
                           detector="tpc", network=net.to_dict(), card=model_card,
                           events=events, val_events=val_events, simulation=sim_config,
                           init=init, command=command, resume=resume, overwrite=overwrite)
+
+
+def _load_init(model, net: TpcNetConfig, init) -> None:
+    """Load the weights of the model directory ``init`` into ``model`` (of ``net``).
+
+    A network on summed voxels can start one on their sub-voxel channels
+    (``net.subvoxels``, same grouping): the sum is the channels' sum, so its first
+    convolution copied to every channel makes the new network compute exactly what the old
+    one did, and training goes on from there.
+    """
+    from astroreco.io.modeldir import load_model_dir, load_state
+
+    state, config = load_model_dir(init, detector="tpc")
+    old = config.get("network") or {}
+    if net.subvoxels and not old.get("subvoxels", False) \
+            and old.get("voxel_group") == net.voxel_group:
+        own = model.state_dict()
+        first = next(k for k, v in own.items() if k.endswith("weight") and v.ndim == 5)
+        w = state.get(first)
+        if w is not None and w.ndim == 5 and w.shape[1] == 1 \
+                and (w.shape[0],) + tuple(w.shape[2:]) == (own[first].shape[0],) \
+                + tuple(own[first].shape[2:]):
+            state = {**state, first: w.expand(own[first].shape).contiguous()}
+    load_state(model, state, init)
 
 
 _WHAT = {"hcn": "the initial direction of electron recoils with a von Mises-Fisher "
@@ -185,7 +207,9 @@ def model_card(config: dict, history=(), measured: str = "") -> str:
              "He:CO2 70:30 gas TPC (seed 001).", "",
              "## Architecture and input", "",
              f"- input: voxels grouped {g}x{g}x{g} ({0.5 * g:g} mm, a {120 // g}^3 grid), "
-             f"electrons / {net['charge_scale']:g}",
+             f"electrons / {net['charge_scale']:g}"
+             + (f"; each grouped voxel's {g ** 3} voxels of 500 um as channels"
+                if net.get("subvoxels") else ""),
              f"- sparse backbone {net['layers']}, trunk {net['trunk']}, branches "
              f"{net['branch']}; {tr.get('n_parameters', '?')} parameters",
              f"- test-time averaging over {net['tta']} cube symmetries",
