@@ -162,7 +162,7 @@ def card_section(sets, target_rows) -> str:
                       f"{k['calibration_bins_checked']} equal-width bins with >= 200 "
                       "events (ratio: to the bin's midpoint; to kappa_equivalent: to the "
                       "fit a calibrated kappa gives for the bin's events; flipped: events "
-                      "more than 90 deg from the truth, head and tail swapped; without "
+                      "more than 90 deg from the truth; without "
                       "them: the ratio of the fit to the others):", "",
                       "| kappa bin | events | fitted kappa | ratio | to kappa_equivalent | "
                       "flipped | ratio without them |", "|---|---|---|---|---|---|---|"]

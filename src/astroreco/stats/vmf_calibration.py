@@ -243,7 +243,7 @@ def vmf_calibration(angle, kappa, *, n_bins: int = 10, min_count: int = 200,
         ratio          = kappa_fit / kappa_centre,       ratio_err = kappa_fit_err / centre
         kappa_equivalent = A_3^-1(mean A_3(kappa_i))     what kappa_fit is if calibrated
         ratio_equivalent = kappa_fit / kappa_equivalent
-        n_flipped      = events with theta > pi/2 (head and tail swapped)
+        n_flipped      = events with theta > pi/2 (read backwards, or turned hard early)
         kappa_fit_core = A_3^-1(mean cos theta_i of the others),  ratio_core = / centre
         enough         = n >= min_count
 
