@@ -124,11 +124,10 @@ def _load_init(model, net: TpcNetConfig, init) -> None:
             and old.get("voxel_group") == net.voxel_group:
         own = model.state_dict()
         first = next(k for k, v in own.items() if k.endswith("weight") and v.ndim == 5)
-        w = state.get(first)
-        if w is not None and w.ndim == 5 and w.shape[1] == 1 \
-                and (w.shape[0],) + tuple(w.shape[2:]) == (own[first].shape[0],) \
-                + tuple(own[first].shape[2:]):
-            state = {**state, first: w.expand(own[first].shape).contiguous()}
+        w, want = state.get(first), own[first].shape
+        # (anything else is left to load_state, which names the mismatch)
+        if w is not None and w.shape == want[:1] + (1,) + want[2:]:
+            state = {**state, first: w.expand(want).contiguous()}
     load_state(model, state, init)
 
 
