@@ -2,9 +2,10 @@
 
     python benchmarks/tpc.py --out benchmarks/results [--model models/tpc] [--rcn RCN_DIR]
                              [--data DIR] [--n-events 20000] [--arrows ARROWS_RUN]
+                             [--jobs 2]
 
 For each test set (40 / 50 keV x 443 / 200 um, recoils never used in training, seeds
-9401-9404) and on the same events: Non-ML with the seed's parameters and tuned, each also
+9411-9414) and on the same events: Non-ML with the seed's parameters and tuned, each also
 with the correct head-tail, Best-Expected, the HCN (``--model``) and optionally an RCN
 (``--rcn``).  The tuned Non-ML parameters and the Best-Expected radius are tuned on an
 independent validation set of the same energy and smearing (seeds 9201-9204) -- the seed
@@ -17,6 +18,9 @@ tunes on its test sets, which flatters them.  Targets (issue 4):
 - arrows (``--arrows``, a finished ``astroreco tpc arrows`` run): RCN and HCN < 1e-3.
 
 Writes tpc.json, and per set the evaluation JSON and the Figure 5 / Figure 6 plots.
+``--jobs N`` runs the sets in N processes (each with its share of the CPU threads); the
+result is the same as one process's, since every set is simulated, tuned and scored on its
+own events.
 Sparse-convolution throughput is ``benchmarks/sparse3d.py``.
 """
 
@@ -91,6 +95,30 @@ def run_set(label, energy, sigma, test_seed, tune_seed, args, out):
             "n_events": n, "nonml_tuned": cfg.to_dict(), "epsilon_cm": eps,
             "events_per_s": {k: n / v for k, v in timings.items()},
             "evaluation": result, "table": evaluate.table(result)}
+
+
+def _run_set_job(spec, args, out):
+    """One set in a worker process, with the worker's share of the CPU threads."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    return run_set(*spec, args, out)
+
+
+def run_sets(specs, args, out):
+    """The results of ``specs`` (rows of :data:`SETS`), in their order, run in
+    ``args.jobs`` processes (one: in this process)."""
+    jobs = min(int(args.jobs), len(specs))
+    if jobs <= 1:
+        return [run_set(*spec, args, out) for spec in specs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if not args.threads:
+        args.threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawn: a forked torch process can hang on its inherited thread pool
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_run_set_job, specs, [args] * len(specs), [out] * len(specs)))
 
 
 def targets(sets, arrows):
@@ -241,10 +269,20 @@ def main(argv=None):
                    help="about this many equal-width kappa bins in the calibration test")
     p.add_argument("--sets", default=",".join(s[0] for s in SETS))
     p.add_argument("--arrows", default=None, help="a finished 'astroreco tpc arrows' run")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per process (default: torch's own; with --jobs, the "
+                        "CPUs shared out)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="run the sets in this many processes (default 1)")
     p.add_argument("--write-card", action="store_true",
                    help="write the measured section into the model's card.md")
     args = p.parse_args(argv)
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        p.error("--jobs and --threads: expected integers >= 1")
+    wanted = args.sets.split(",")
+    unknown = sorted(set(wanted) - {s[0] for s in SETS})
+    if unknown:
+        p.error(f"--sets: unknown {unknown}, expected some of {[s[0] for s in SETS]}")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -252,8 +290,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     args.data = args.data or str(out / "data")
     Path(args.data).mkdir(parents=True, exist_ok=True)
-    wanted = args.sets.split(",")
-    sets = [run_set(*s, args, out) for s in SETS if s[0] in wanted]
+    sets = run_sets([s for s in SETS if s[0] in wanted], args, out)
     for s in sets:
         print(s["table"], "\n")
     arrows = None
