@@ -323,16 +323,6 @@ def test_bad_input(patch_file, tmp_path):
         scoring.score(tmp_path / "missing.h5")
 
 
-def test_wilson_interval_contains_the_fraction():
-    from astroreco.detectors.sky.scoring import _wilson
-
-    for n in range(1, 400):
-        for k in (0, n // 3, n):
-            lo, hi = _wilson(k, n)
-            assert 0 <= lo <= k / n <= hi <= 1
-    assert _wilson(0, 0) == (None, None)
-
-
 def test_matched_pairs_are_the_pairs_the_score_counts(result, patch_file):
     truth, det = scoring.matched_pairs(patch_file[0], "perfect")
     n = result["methods"]["perfect"]["counts"]["tp"]

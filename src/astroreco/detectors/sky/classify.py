@@ -59,6 +59,7 @@ from astroreco.detectors.sky.sources import (CUTOUT_VIEWS, FLUX_UNIT, CutoutConf
 from astroreco.errors import InputError
 from astroreco.io.modeldir import LoadedNetwork
 from astroreco.nn.classifiers import CutoutClassifierNet, TimeEnergyConvNet
+from astroreco.stats.detection import confusion_matrix
 
 __all__ = ["BRANCHES", "CLASS_NAMES", "TASKS", "ClassifyConfig", "Classifier",
            "CutoutClassifierNet", "TimeEnergyConvNet",
@@ -337,8 +338,7 @@ def classification_figures(probs, labels, class_names) -> dict:
     labels = np.asarray(labels, np.int64)
     c = len(class_names)
     pred = probs.argmax(1)
-    conf = np.zeros((c, c), np.int64)
-    np.add.at(conf, (labels, pred), 1)
+    conf = confusion_matrix(labels, pred, c)
     n_true, n_pred = conf.sum(1), conf.sum(0)
     recall = np.where(n_true > 0, np.diag(conf) / np.maximum(n_true, 1), np.nan)
     precision = np.where(n_pred > 0, np.diag(conf) / np.maximum(n_pred, 1), np.nan)

@@ -48,6 +48,8 @@ import math
 import numpy as np
 
 from astroreco.errors import InputError
+from astroreco.stats.detection import (binned_fraction, confusion_matrix, f1_score, fraction,
+                                       precision_recall_curve, pull_summary, quantile)
 
 __all__ = ["FLUX_EDGES", "DEFAULTS", "sky_offsets", "score_tables", "score", "matched_pairs"]
 
@@ -110,33 +112,7 @@ def _column(tab, name, where, dtype=np.float64):
     return np.asarray(tab[name], dtype)
 
 
-# --- small statistics -------------------------------------------------------------------------
-
-def _ratio(num, den):
-    return float(num) / float(den) if den else None
-
-
-def _f1(p, r):
-    if p is None or r is None or p + r == 0:
-        return None
-    return 2.0 * p * r / (p + r)
-
-
-def _wilson(k, n, z=1.0):
-    """Wilson score interval of a binomial fraction ``k/n`` (``z = 1``: 68.3 %)."""
-    if n == 0:
-        return None, None
-    p = k / n
-    den = 1.0 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    # the interval contains p (rounding can put an end a hair inside it at p = 0 or 1)
-    return max(0.0, min(p, mid - half)), min(1.0, max(p, mid + half))
-
-
-def _quantile(x, q):
-    return float(np.quantile(x, q)) if len(x) else None
-
+# --- sky geometry -----------------------------------------------------------------------------
 
 def _unit(l_deg, b_deg):
     """``(n, 3)`` unit vectors of Galactic positions."""
@@ -221,53 +197,12 @@ def _match(truth, det, radius_pix):
 
 # --- the score of one method ------------------------------------------------------------------
 
-def _pr_curve(rank, tp, hit_above, n_true_above, target):
-    """Precision-recall curve over the thresholds ``rank >= t`` (one point per distinct
-    value, descending), and the highest recall at purity >= target."""
-    rank = np.where(np.isfinite(rank), rank, -np.inf)
-    order = np.argsort(-rank, kind="stable")
-    r = rank[order]
-    n_cum = np.arange(1, r.size + 1)
-    tp_cum = np.cumsum(tp[order])
-    hit_cum = np.cumsum(hit_above[order])
-    last = np.r_[r[1:] != r[:-1], True] if r.size else np.zeros(0, bool)
-    thr, n_sel = r[last], n_cum[last]
-    purity = tp_cum[last] / n_sel
-    recall = hit_cum[last] / n_true_above if n_true_above else np.full(thr.size, np.nan)
-    f1 = np.where(purity + recall > 0, 2 * purity * recall / np.maximum(purity + recall, 1e-300),
-                  0.0)
-    op = {"purity_target": target, "threshold": None, "recall": None, "purity": None,
-          "f1": None, "n_detections": None}
-    ok = (purity >= target) & np.isfinite(recall)
-    if ok.any():
-        i = int(np.argmax(np.where(ok, recall, -1.0)))   # first = highest threshold
-        op.update(threshold=float(thr[i]), recall=float(recall[i]), purity=float(purity[i]),
-                  f1=float(f1[i]), n_detections=int(n_sel[i]))
-    keep = np.unique(np.linspace(0, thr.size - 1, min(thr.size, MAX_CURVE_POINTS))
-                     .round().astype(int)) if thr.size else np.zeros(0, int)
-    curve = {"threshold": thr[keep].tolist(), "purity": purity[keep].tolist(),
-             "recall": recall[keep].tolist(), "n_detections": n_sel[keep].tolist()}
-    return curve, op
-
-
 def _recall_bins(flux, matched, edges):
-    idx = np.searchsorted(edges, flux, side="right") - 1
-    inside = (idx >= 0) & (idx < len(edges) - 1) & (flux < edges[-1])
-    n = np.bincount(idx[inside], minlength=len(edges) - 1)
-    k = np.bincount(idx[inside], weights=matched[inside].astype(float),
-                    minlength=len(edges) - 1).astype(int)
-    rec, err, lo, hi = [], [], [], []
-    for ki, ni in zip(k, n):
-        p = _ratio(ki, ni)
-        rec.append(p)
-        err.append(None if p is None else math.sqrt(p * (1 - p) / ni))
-        a, b = _wilson(int(ki), int(ni))
-        lo.append(a)
-        hi.append(b)
+    b = binned_fraction(flux, matched, edges)
     return {"flux_edges": edges.tolist(),
             "flux_centre": np.sqrt(edges[1:] * edges[:-1]).tolist(),
-            "n_true": n.tolist(), "n_matched": k.tolist(), "recall": rec,
-            "recall_err": err, "recall_lo": lo, "recall_hi": hi}
+            "n_true": b["n"], "n_matched": b["k"], "recall": b["fraction"],
+            "recall_err": b["error"], "recall_lo": b["lo"], "recall_hi": b["hi"]}
 
 
 def _per_bin(flux, values, edges, fn):
@@ -281,21 +216,10 @@ def _per_bin(flux, values, edges, fn):
     return rows
 
 
-def _pull_summary(p):
-    p = p[np.isfinite(p)]
-    if not p.size:
-        return {"n": 0, "mean": None, "std": None}
-    return {"n": int(p.size), "mean": float(p.mean()), "std": float(p.std()),
-            "median": float(np.median(p)),
-            "fraction_beyond_5": float(np.mean(np.abs(p) > 5))}
-
-
 def _confusion(true, pred, n_class, labels):
-    ok = (true >= 0) & (true < n_class) & (pred >= 0) & (pred < n_class)
-    mat = np.zeros((n_class, n_class), int)
-    np.add.at(mat, (true[ok].astype(int), pred[ok].astype(int)), 1)
+    mat = confusion_matrix(true, pred, n_class)
     return {"labels": list(labels), "matrix": mat.tolist(), "n": int(mat.sum()),
-            "accuracy": _ratio(np.trace(mat), mat.sum())}
+            "accuracy": fraction(np.trace(mat), mat.sum())}
 
 
 def _argmax_probs(det, names, rows):
@@ -334,19 +258,20 @@ def _score_method(truth, det, name, *, radius_pix, flux_threshold, edges, target
     tp = int(det_tp.sum())
     n_true, n_above = int(in_patch.sum()), int(above.sum())
     n_hit_above = int((true_matched & above).sum())
-    purity = _ratio(tp, n_counted)
-    recall = _ratio(n_hit_above, n_above)
+    purity = fraction(tp, n_counted)
+    recall = fraction(n_hit_above, n_above)
     entry = {"counts": {"n_detections": int(n_det), "n_counted": n_counted,
                         "n_margin": int(det_margin.sum()), "n_true": n_true,
                         "n_true_above": n_above, "tp": tp, "fp": n_counted - tp,
                         "n_matched_true_above": n_hit_above},
-             "purity": purity, "recall_above": recall, "f1": _f1(purity, recall)}
+             "purity": purity, "recall_above": recall, "f1": f1_score(purity, recall)}
 
     ranking = next((c for c in RANKING_COLUMNS if c in det), None)
     entry["ranking"] = ranking
     if ranking is not None:
         rank = np.asarray(det[ranking], np.float64)[counted]
-        curve, op = _pr_curve(rank, det_tp[counted], det_hit_above[counted], n_above, target)
+        curve, op = precision_recall_curve(rank, det_tp[counted], det_hit_above[counted],
+                                           n_above, target, MAX_CURVE_POINTS)
         entry["pr_curve"], entry["operating_point"] = curve, op
     else:
         entry["pr_curve"] = None
@@ -374,15 +299,15 @@ def _score_method(truth, det, name, *, radius_pix, flux_threshold, edges, target
     bright = pflux >= flux_threshold
     entry["localisation"] = {
         "offset_from": offset_from, "n_pairs": int(pt.size),
-        "r68_deg": _quantile(dist, 0.68), "r95_deg": _quantile(dist, 0.95),
+        "r68_deg": quantile(dist, 0.68), "r95_deg": quantile(dist, 0.95),
         "within_deg": WITHIN_DEG, "n_pairs_above": int(bright.sum()),
         "fraction_within_above": (float(np.mean(dist[bright] <= WITHIN_DEG))
                                   if bright.any() else None),
-        "r68_deg_above": _quantile(dist[bright], 0.68),
+        "r68_deg_above": quantile(dist[bright], 0.68),
         "per_bin": _per_bin(pflux, dist, edges,
-                            lambda d: {"r68_deg": _quantile(d, 0.68),
-                                       "r95_deg": _quantile(d, 0.95),
-                                       "median_deg": _quantile(d, 0.5)})}
+                            lambda d: {"r68_deg": quantile(d, 0.68),
+                                       "r95_deg": quantile(d, 0.95),
+                                       "median_deg": quantile(d, 0.5)})}
     arrays = {"position_pulls": None, "flux_pulls": None}
 
     entry["position_pulls"] = None
@@ -393,11 +318,11 @@ def _score_method(truth, det, name, *, radius_pix, flux_threshold, edges, target
         pooled = np.concatenate([pe, pn])
         entry["position_pulls"] = {
             "n": int(good.sum()), "n_bad_sigma": int((~good).sum()),
-            **{k: v for k, v in _pull_summary(pooled).items() if k != "n"},
-            "east": _pull_summary(pe), "north": _pull_summary(pn),
+            **{k: v for k, v in pull_summary(pooled).items() if k != "n"},
+            "east": pull_summary(pe), "north": pull_summary(pn),
             "fraction_within_r68": float(np.mean(r <= R68_SIGMA)) if r.size else None,
             "fraction_within_r95": float(np.mean(r <= R95_SIGMA)) if r.size else None,
-            "median_sigma_deg": _quantile(sigma[good], 0.5)}
+            "median_sigma_deg": quantile(sigma[good], 0.5)}
         arrays["position_pulls"] = pooled
 
     entry["flux"] = None
@@ -413,25 +338,25 @@ def _score_method(truth, det, name, *, radius_pix, flux_threshold, edges, target
                     * np.log(10.0) * s_det[lgood] / s_err[lgood])
         ratio = s_det / pflux - 1.0
         fin = np.isfinite(ratio)
-        entry["flux"] = {"pulls": _pull_summary(pull),
-                         "pulls_above": _pull_summary(pull[bright[good]]),
-                         "log_pulls": _pull_summary(log_pull),
+        entry["flux"] = {"pulls": pull_summary(pull),
+                         "pulls_above": pull_summary(pull[bright[good]]),
+                         "log_pulls": pull_summary(log_pull),
                          "pulls_per_bin": _per_bin(pflux[good], pull, edges,
                                                    lambda x: {"mean": float(x.mean()),
                                                               "std": float(x.std())}),
-                         "bias_median": _quantile(ratio[fin], 0.5),
-                         "bias_median_above": _quantile(ratio[fin & bright], 0.5),
+                         "bias_median": quantile(ratio[fin], 0.5),
+                         "bias_median_above": quantile(ratio[fin & bright], 0.5),
                          "per_bin": _per_bin(pflux[fin], ratio[fin], edges,
-                                             lambda x: {"bias_median": _quantile(x, 0.5)})}
+                                             lambda x: {"bias_median": quantile(x, 0.5)})}
         arrays["flux_pulls"] = pull
     elif "flux" in det:
         s_det = np.asarray(det["flux"], np.float64)[pd]
         ratio = s_det / pflux - 1.0
         fin = np.isfinite(ratio)
-        entry["flux"] = {"pulls": None, "bias_median": _quantile(ratio[fin], 0.5),
-                         "bias_median_above": _quantile(ratio[fin & bright], 0.5),
+        entry["flux"] = {"pulls": None, "bias_median": quantile(ratio[fin], 0.5),
+                         "bias_median_above": quantile(ratio[fin & bright], 0.5),
                          "per_bin": _per_bin(pflux[fin], ratio[fin], edges,
-                                             lambda x: {"bias_median": _quantile(x, 0.5)})}
+                                             lambda x: {"bias_median": quantile(x, 0.5)})}
 
     cls = {}
     if all(c in det for c in CLASS_PROBS):
