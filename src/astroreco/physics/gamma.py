@@ -53,7 +53,8 @@ from astroreco.errors import InputError
 
 __all__ = [
     "CLASS_CODES", "FLUX_BAND_GEV", "S_REF", "BREAK_FLUX", "logparabola", "plsec",
-    "integrate_bands", "logparabola_band_flux", "plsec_band_flux", "SourceCounts",
+    "integrate_bands", "logparabola_band_flux", "plsec_band_flux", "power_law_integral",
+    "SourceCounts",
     "AgnPopulation", "PulsarPopulation", "ExtensionClasses", "light_curves",
 ]
 
@@ -166,8 +167,8 @@ BREAK_FLUX = float(BREAK_FLUX_1_10 * np.divide(*logparabola_band_flux(
 
 # --- source counts ---------------------------------------------------------------------------
 
-def _pl_integral(lo, hi, n):
-    """Integral of s^-n between lo and hi (numpy arrays)."""
+def power_law_integral(lo, hi, n):
+    """Integral of s^-n between lo and hi (numpy arrays; n = 1 is the logarithm)."""
     if abs(n - 1.0) < 1e-12:
         return np.log(hi / lo)
     return (hi ** (1 - n) - lo ** (1 - n)) / (1 - n)
@@ -222,7 +223,7 @@ class SourceCounts:
         sb, out = self.s_break, []
         for a, b, n in ((lo, min(hi, sb), self.slope_below), (max(lo, sb), hi, self.slope_above)):
             if b > a:
-                out.append((a, b, n, sb ** n * _pl_integral(a, b, n)))
+                out.append((a, b, n, sb ** n * power_law_integral(a, b, n)))
         return out
 
     def integral(self, lo: float, hi: float) -> float:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from astroreco.detectors.sky.pipeline import read_patches, read_truth, simulate
-from astroreco.detectors.sky.refine import (RefineConfig, Refiner, band_fractions,
-                                            classical_flux, train_refiner)
+from astroreco.detectors.sky.photometry import band_fractions, classical_flux
+from astroreco.detectors.sky.refine import RefineConfig, Refiner, train_refiner
 from astroreco.detectors.sky.sources import (FLUX_UNIT, CutoutConfig, SourceRows,
                                              source_inputs)
 from astroreco.errors import InputError
@@ -168,10 +168,9 @@ def test_public_api():
     assert set(sources.__all__) == {"CUTOUT_VIEWS", "CutoutConfig", "FLUX_UNIT", "SOURCE_TASKS",
                                     "SourceRows", "batch_inputs", "cutout_view",
                                     "source_inputs", "time_cutouts"}
-    assert set(refine.__all__) == {"MODEL_KIND", "RefineConfig", "Refiner", "band_fractions",
-                                   "build_loss", "build_member", "build_ensemble",
-                                   "classical_flux", "refine_card", "refine_figures",
-                                   "train_refiner"}
+    assert set(refine.__all__) == {"MODEL_KIND", "RefineConfig", "Refiner", "build_loss",
+                                   "build_member", "build_ensemble", "refine_card",
+                                   "refine_figures", "train_refiner"}
 
 
 def test_band_fractions():
@@ -181,6 +180,11 @@ def test_band_fractions():
     assert f[1] == 1.0
     assert f[2] == pytest.approx((1 / 50.0 - 1 / 100.0) / (1 / 50.0 - 1 / 200.0))
     assert band_fractions([100.0, 300.0])[0] == 0.0
+    # E^-1 (the power-law integral's logarithmic case): photons in [a, b] ~ ln(b / a)
+    f1 = band_fractions([0.5, 2.0, 50.0, 200.0], index=1.0)
+    assert f1[0] == pytest.approx(np.log(2.0) / np.log(4.0))
+    assert f1[2] == pytest.approx(np.log(2.0) / np.log(4.0))
+    assert np.all(np.isfinite(band_fractions([0.5, 2.0], index=1.0 + 1e-13)))
 
 
 def test_classical_flux_recovers_a_noiseless_source():

@@ -32,7 +32,8 @@ patches, 3.5k sources with S >= 1e-10; tested on 100 independent patches, 1172 s
 starting jitter 0.5 pixel per axis): radial RMS distance to the truth 0.716 pixel at the
 start, 0.466 refined (medians 0.591 and 0.307); position pull std 0.98 (x), 1.01 (y), 74%
 of the axis residuals within 1 sigma; log10 S residual RMS 0.14 dex (the classical
-:func:`classical_flux` at the same starting positions: 0.23 dex), flux pull std 1.04.
+:func:`~astroreco.detectors.sky.photometry.classical_flux` at the same starting
+positions: 0.23 dex), flux pull std 1.04.
 The pulls narrow with flux (std ~1.05 for S < 3e-10, ~0.8 above 1e-9: the brightest
 sources, few in training, are given too large errors).
 
@@ -59,12 +60,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from astroreco.detectors.sky.photometry import classical_flux
 from astroreco.detectors.sky.sources import FLUX_UNIT, CutoutConfig, SourceRows, batch_inputs
 from astroreco.errors import InputError
 
 __all__ = ["MODEL_KIND", "RefineConfig", "Refiner", "build_loss", "build_member",
-           "band_fractions", "build_ensemble", "classical_flux", "refine_card",
-           "refine_figures", "train_refiner"]
+           "build_ensemble", "refine_card", "refine_figures", "train_refiner"]
 
 #: ``config.json`` ``model`` entry of a refinement ensemble
 MODEL_KIND = "sky-refine"
@@ -258,7 +259,8 @@ class Refiner:
 def _evaluate_source(ensemble, src: SourceRows, batch_size: int, device,
                      chunk: int = 4096) -> dict:
     """:func:`refine_figures` of the ensemble on all rows of ``src`` (fixed jitter), with
-    the classical flux (:func:`classical_flux` at the same starting positions)."""
+    the classical flux (:func:`~astroreco.detectors.sky.photometry.classical_flux` at the same
+    starting positions)."""
     from astroreco.detectors.sky.pipeline import config_of, psf_kernels, read_patches
 
     sim = config_of(src.path)
@@ -326,77 +328,6 @@ def refine_figures(pred: dict, x_true, y_true, x_start, y_start, log10_flux_true
         f["classical_log10_flux_rms"] = float(np.sqrt(np.mean((np.log10(cf[ok]) - truth) ** 2)))
         f["log10_flux_rms_same"] = float(np.sqrt(np.mean((pred["log10_flux"][ok] - truth) ** 2)))
     return f
-
-
-# --- classical baseline ---------------------------------------------------------------------
-
-def band_fractions(energy_edges_gev, index: float = 2.2, band_gev=(1.0, 100.0)) -> np.ndarray:
-    r"""``(E,)`` fraction of each energy bin's photons inside ``band_gev`` for a power law
-    :math:`dN/dE \propto E^{-\Gamma}` (``index`` = :math:`\Gamma \ne 1`) within the bin."""
-    e = np.asarray(energy_edges_gev, np.float64)
-    lo, hi = np.maximum(e[:-1], band_gev[0]), np.minimum(e[1:], band_gev[1])
-    g = 1.0 - float(index)
-    full = e[1:] ** g - e[:-1] ** g
-    part = np.where(hi > lo, np.maximum(hi, lo) ** g - lo ** g, 0.0)
-    return part / full
-
-
-def classical_flux(counts, background, patch, x_pix, y_pix, kernels, exposure_cm2s,
-                   energy_edges_gev, index: float = 2.2) -> dict:
-    r"""The classical flux of sources at known positions: a PSF-kernel amplitude per energy
-    bin over the known background, summed into S(1-100 GeV).
-
-    In each bin the expected counts are :math:`B + a K` with the PSF kernel ``K`` (summing
-    to the PSF containment, so ``a`` is the source's expected counts ``npred``) centred on
-    the position's pixel; the Poisson-weighted least-squares amplitude (the Gaussian limit
-    of the likelihood fit) is
-
-    .. math:: \hat a = \frac{\sum K (N - B) / B}{\sum K^2 / B},
-
-    the photon flux in the bin is :math:`\hat a / \mathrm{exposure}` and
-    :math:`S(1-100\,\mathrm{GeV}) = \sum_e f_e \hat a_e / \mathrm{exposure}_e` with the
-    fraction ``f_e`` of bin ``e`` inside 1-100 GeV for an ``E^-index`` spectrum
-    (:func:`band_fractions`).  ``S`` can come out <= 0 for a faint source.
-
-    Parameters
-    ----------
-    counts, background : array (n, E, H, W)
-    patch, x_pix, y_pix : array (k,)
-        Each source's patch row and position (pixels).
-    kernels : list of E arrays (odd, odd)
-        :func:`~astroreco.detectors.sky.pipeline.psf_kernels`.
-    exposure_cm2s : array (E,)
-    energy_edges_gev : array (E + 1,)
-
-    Returns
-    -------
-    dict
-        ``flux`` ``(k,)`` (ph cm^-2 s^-1) and ``npred`` ``(k, E)``.
-    """
-    from astroreco.detectors.sky.cutouts import cutouts
-
-    counts, background = np.asarray(counts), np.asarray(background)
-    patch = np.asarray(patch, np.int64).reshape(-1)
-    x = np.asarray(x_pix, np.float64).reshape(-1)
-    y = np.asarray(y_pix, np.float64).reshape(-1)
-    n_e = counts.shape[1]
-    if len(kernels) != n_e or len(exposure_cm2s) != n_e or len(energy_edges_gev) != n_e + 1:
-        raise InputError(f"kernels, exposure_cm2s, energy_edges_gev: expected {n_e}, {n_e} "
-                         f"and {n_e + 1} entries for {n_e} energy bins")
-    npred = np.zeros((x.size, n_e))
-    for p in np.unique(patch):
-        idx = np.flatnonzero(patch == p)
-        for e, k in enumerate(kernels):
-            k = np.asarray(k, np.float64)
-            nw, _ = cutouts(counts[p, e].astype(np.float64), x[idx], y[idx], k.shape[0])
-            bw, _ = cutouts(background[p, e].astype(np.float64), x[idx], y[idx], k.shape[0])
-            inside, _ = cutouts(np.ones(counts.shape[-2:]), x[idx], y[idx], k.shape[0])
-            w = inside * k / np.maximum(bw, 1e-3)                 # (k, s, s): K / B in map
-            npred[idx, e] = (w * (nw - bw)).sum((1, 2)) / np.maximum(
-                (w * k).sum((1, 2)), 1e-30)
-    frac = band_fractions(energy_edges_gev, index)
-    flux = (npred / np.asarray(exposure_cm2s, np.float64) * frac).sum(1)
-    return {"flux": flux, "npred": npred}
 
 
 # --- training -------------------------------------------------------------------------------
