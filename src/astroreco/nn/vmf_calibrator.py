@@ -27,7 +27,10 @@ from astroreco.errors import InputError
 
 #: the ``kind`` of a map made here
 KIND = "mlp"
-#: log kappa is predicted around this offset (kappa ~ 27), bounded to [LOG_KAPPA_MIN, MAX]
+#: log kappa is predicted around this offset (kappa ~ 27), bounded to [LOG_KAPPA_MIN, MAX].
+#: The bound is a hard clamp, so a member pushed below the floor gets no gradient from that
+#: event; without it the gradient would be no larger: the vMF likelihood's own derivative
+#: in log kappa is kappa (cos theta - A_3(kappa)), at most exp(LOG_KAPPA_MIN) = 0.0067 there.
 LOG_KAPPA_OFFSET = 3.3
 LOG_KAPPA_MIN, LOG_KAPPA_MAX = -5.0, 8.0
 
