@@ -3,8 +3,11 @@
 import itertools
 
 import numpy as np
+import pytest
 
-from astroreco.stats.detection import (binned_fraction, confusion_matrix, f1_score, fraction,
+from astroreco.errors import InputError
+from astroreco.stats.detection import (binned_fraction, classification_figures,
+                                       confusion_matrix, f1_score, fraction,
                                        precision_recall_curve, pull_summary, quantile,
                                        wilson_interval)
 
@@ -108,3 +111,24 @@ def test_confusion_matrix_rows_true_columns_predicted():
     assert mat.sum() == 6      # the unknown labels (-1, 3) are left out
     for t, p in itertools.product(range(3), repeat=2):
         assert mat[t, p] == np.sum((true == t) & (pred == p))
+
+
+def test_classification_figures():
+    f = classification_figures(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]),
+                               np.array([0, 1, 1]), ("agn", "psr"))
+    assert f["accuracy"] == pytest.approx(2 / 3) and f["confusion"] == [[1, 0], [1, 1]]
+    assert f["balanced_accuracy"] == pytest.approx(0.75)
+    assert f["recall"] == [1.0, 0.5] and f["precision"] == [0.5, 1.0]
+    assert f["majority_accuracy"] == pytest.approx(2 / 3)
+    # a class never predicted has no precision; one never present no recall
+    g = classification_figures(np.array([[0.9, 0.1, 0.0]] * 2), np.array([0, 1]),
+                               ("a", "b", "c"))
+    assert g["precision"] == [0.5, None, None] and g["recall"] == [1.0, 0.0, None]
+    assert g["balanced_accuracy"] == pytest.approx(0.5)
+
+
+def test_classification_figures_reject_bad_labels_and_shapes():
+    with pytest.raises(InputError, match="labels: expected integers in 0..1"):
+        classification_figures(np.ones((2, 2)), np.array([0, 2]), ("a", "b"))
+    with pytest.raises(InputError, match=r"probs: expected shape \(2, 3\)"):
+        classification_figures(np.ones((2, 2)), np.array([0, 1]), ("a", "b", "c"))

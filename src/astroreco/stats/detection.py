@@ -4,7 +4,8 @@ precision-recall curves, efficiency in bins, pull summaries and confusion matric
 What a catalogue score, a trigger efficiency or a classifier report is made of, once the
 detections have been matched to the truth (:func:`~astroreco.stats.matching.match_sources`).
 Every function takes plain arrays; nothing here knows a detector.  A figure that has no
-events to rest on is ``None``, never a 0 or a NaN that could be read as a measurement.
+events to rest on is ``None`` (NaN in :func:`classification_figures`, whose figures are
+formatted as numbers), never a 0 that could be read as a measurement.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import math
 
 import numpy as np
 
+from astroreco.errors import InputError
+
 __all__ = ["fraction", "f1_score", "wilson_interval", "quantile", "precision_recall_curve",
-           "binned_fraction", "pull_summary", "confusion_matrix"]
+           "binned_fraction", "pull_summary", "confusion_matrix", "classification_figures"]
 
 
 def fraction(num, den) -> float | None:
@@ -134,3 +137,33 @@ def confusion_matrix(true, predicted, n_class: int) -> np.ndarray:
     mat = np.zeros((n_class, n_class), np.int64)
     np.add.at(mat, (true[ok].astype(np.int64), predicted[ok].astype(np.int64)), 1)
     return mat
+
+
+def classification_figures(probs, labels, class_names) -> dict:
+    """Accuracy, balanced accuracy (mean recall over the classes present), per-class recall
+    and precision, the confusion matrix (rows: true, columns: predicted) and the accuracy
+    of always answering the most frequent class (the trivial baseline), for ``(n, c)``
+    class ``probs`` (or scores; the prediction is the argmax) and integer ``labels`` in
+    ``0 .. c - 1``."""
+    probs = np.asarray(probs, np.float64)
+    labels = np.asarray(labels, np.int64)
+    c = len(class_names)
+    if probs.ndim != 2 or probs.shape != (labels.size, c):
+        raise InputError(f"probs: expected shape ({labels.size}, {c}) for {labels.size} labels "
+                         f"and the classes {list(class_names)}, got {probs.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= c):
+        raise InputError(f"labels: expected integers in 0..{c - 1}, got values from "
+                         f"{labels.min()} to {labels.max()}")
+    pred = probs.argmax(1)
+    conf = confusion_matrix(labels, pred, c)
+    n_true, n_pred = conf.sum(1), conf.sum(0)
+    recall = np.where(n_true > 0, np.diag(conf) / np.maximum(n_true, 1), np.nan)
+    precision = np.where(n_pred > 0, np.diag(conf) / np.maximum(n_pred, 1), np.nan)
+    return {"n": int(labels.size), "classes": list(class_names),
+            "n_per_class": n_true.tolist(),
+            "accuracy": float(np.mean(pred == labels)) if labels.size else float("nan"),
+            "balanced_accuracy": float(np.nanmean(recall)) if n_true.any() else float("nan"),
+            "recall": [None if np.isnan(v) else float(v) for v in recall],
+            "precision": [None if np.isnan(v) else float(v) for v in precision],
+            "confusion": conf.tolist(),
+            "majority_accuracy": float(n_true.max() / max(labels.size, 1))}

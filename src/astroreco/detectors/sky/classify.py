@@ -59,7 +59,7 @@ from astroreco.detectors.sky.sources import (CUTOUT_VIEWS, FLUX_UNIT, CutoutConf
 from astroreco.errors import InputError
 from astroreco.io.modeldir import LoadedNetwork
 from astroreco.nn.classifiers import CutoutClassifierNet, TimeEnergyConvNet
-from astroreco.stats.detection import confusion_matrix
+from astroreco.stats.detection import classification_figures
 
 __all__ = ["BRANCHES", "CLASS_NAMES", "TASKS", "ClassifyConfig", "Classifier",
            "CutoutClassifierNet", "TimeEnergyConvNet",
@@ -328,28 +328,6 @@ def source_figures(probs, labels, log_flux, task: str) -> dict:
         fig["point_vs_extended_accuracy"] = (float(np.mean((pred == 0) == (labels == 0)))
                                              if labels.size else float("nan"))
     return fig
-
-
-def classification_figures(probs, labels, class_names) -> dict:
-    """Accuracy, balanced accuracy (mean recall over the classes present), per-class recall
-    and precision, the confusion matrix (rows: true, columns: predicted) and the accuracy
-    of always answering the most frequent class (the trivial baseline)."""
-    probs = np.asarray(probs, np.float64)
-    labels = np.asarray(labels, np.int64)
-    c = len(class_names)
-    pred = probs.argmax(1)
-    conf = confusion_matrix(labels, pred, c)
-    n_true, n_pred = conf.sum(1), conf.sum(0)
-    recall = np.where(n_true > 0, np.diag(conf) / np.maximum(n_true, 1), np.nan)
-    precision = np.where(n_pred > 0, np.diag(conf) / np.maximum(n_pred, 1), np.nan)
-    return {"n": int(labels.size), "classes": list(class_names),
-            "n_per_class": n_true.tolist(),
-            "accuracy": float(np.mean(pred == labels)) if labels.size else float("nan"),
-            "balanced_accuracy": float(np.nanmean(recall)) if n_true.any() else float("nan"),
-            "recall": [None if np.isnan(v) else float(v) for v in recall],
-            "precision": [None if np.isnan(v) else float(v) for v in precision],
-            "confusion": conf.tolist(),
-            "majority_accuracy": float(n_true.max() / max(labels.size, 1))}
 
 
 # --- training -----------------------------------------------------------------------------
